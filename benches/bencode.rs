@@ -1,0 +1,2 @@
+//! Placeholder until the bencode benchmark lands.
+fn main() {}

@@ -1,0 +1,2 @@
+//! Placeholder until the create benchmark lands.
+fn main() {}

@@ -1,0 +1,2 @@
+//! Placeholder until the metainfo benchmark lands.
+fn main() {}

@@ -1,0 +1,800 @@
+//! The zero-copy decoder: one pass over the input builds a flat "tape" of tokens that borrowed
+//! views ([`ValueRef`], [`ListRef`], [`DictRef`]) walk without further allocation.
+
+use std::ops::Range;
+
+use crate::error::{Error, ErrorKind, Irregularity, Path, PathSegment, Warning};
+use crate::value::Value;
+
+/// How tolerant the decoder is of non-canonical encodings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Reject anything that is not canonical bencode (unsorted or duplicate keys, `i-0e`,
+    /// leading zeros, trailing data) with [`ErrorKind::NonCanonical`].
+    #[default]
+    Strict,
+    /// Accept what real-world torrents contain and report it in [`Document::warnings`].
+    Lenient,
+}
+
+/// Decoder settings. The defaults are safe for untrusted input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeOptions {
+    /// Strict or lenient handling of non-canonical encodings.
+    pub mode: Mode,
+    /// Deepest nesting of lists and dictionaries accepted (the root container is level 1).
+    pub max_depth: usize,
+    /// Most values (integers, strings, lists, dictionaries, keys included) accepted.
+    pub max_tokens: usize,
+}
+
+/// Default nesting limit.
+pub const DEFAULT_MAX_DEPTH: usize = 128;
+/// Default limit on the number of values in one document.
+pub const DEFAULT_MAX_TOKENS: usize = 1 << 26;
+/// Hard ceiling on `max_tokens` (the tape packs counts into 30 bits).
+const TOKEN_CEILING: usize = (1 << 30) - 1;
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions {
+            mode: Mode::Strict,
+            max_depth: DEFAULT_MAX_DEPTH,
+            max_tokens: DEFAULT_MAX_TOKENS,
+        }
+    }
+}
+
+impl DecodeOptions {
+    /// Strict defaults.
+    pub fn strict() -> Self {
+        Self::default()
+    }
+
+    /// Lenient defaults.
+    pub fn lenient() -> Self {
+        DecodeOptions {
+            mode: Mode::Lenient,
+            ..Self::default()
+        }
+    }
+
+    /// Sets the nesting limit.
+    pub fn with_max_depth(mut self, max_depth: usize) -> Self {
+        self.max_depth = max_depth;
+        self
+    }
+
+    /// Sets the value-count limit.
+    pub fn with_max_tokens(mut self, max_tokens: usize) -> Self {
+        self.max_tokens = max_tokens;
+        self
+    }
+
+    /// Decodes `input` with these options.
+    ///
+    /// # Errors
+    /// Any malformed input, exceeded limit, or (in strict mode) non-canonical encoding.
+    pub fn decode<'a>(&self, input: &'a [u8]) -> Result<Document<'a>, Error> {
+        Decoder::new(input, *self).run()
+    }
+}
+
+/// Decodes `input` in strict mode with default limits.
+///
+/// # Errors
+/// Malformed or non-canonical input, or input past the default limits.
+pub fn decode(input: &[u8]) -> Result<Document<'_>, Error> {
+    DecodeOptions::strict().decode(input)
+}
+
+/// Decodes `input` in lenient mode with default limits; irregularities become warnings.
+///
+/// # Errors
+/// Malformed input, or input past the default limits.
+pub fn decode_lenient(input: &[u8]) -> Result<Document<'_>, Error> {
+    DecodeOptions::lenient().decode(input)
+}
+
+/// The type of a bencode value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// `i…e`
+    Int,
+    /// `N:…`
+    Bytes,
+    /// `l…e`
+    List,
+    /// `d…e`
+    Dict,
+}
+
+const KIND_SHIFT: u32 = 30;
+const COUNT_MASK: u32 = (1 << KIND_SHIFT) - 1;
+
+/// One value on the tape. 16 bytes.
+#[derive(Debug, Clone, Copy)]
+struct Token {
+    /// Offset of the first byte of the encoded value.
+    start: u32,
+    /// Offset one past the last byte of the encoded value.
+    end: u32,
+    /// Bytes: payload start. Containers: index of the token after the subtree. Int: unused.
+    aux: u32,
+    /// Kind in the top two bits; containers keep their element (or entry) count below.
+    meta: u32,
+}
+
+impl Token {
+    fn kind(self) -> Kind {
+        match self.meta >> KIND_SHIFT {
+            0 => Kind::Int,
+            1 => Kind::Bytes,
+            2 => Kind::List,
+            _ => Kind::Dict,
+        }
+    }
+    fn count(self) -> usize {
+        (self.meta & COUNT_MASK) as usize
+    }
+    /// Index of the token that follows this value's subtree.
+    fn next(self, idx: usize) -> usize {
+        match self.kind() {
+            Kind::Int | Kind::Bytes => idx + 1,
+            Kind::List | Kind::Dict => self.aux as usize,
+        }
+    }
+}
+
+fn meta(kind: Kind, count: u32) -> u32 {
+    let k = match kind {
+        Kind::Int => 0,
+        Kind::Bytes => 1,
+        Kind::List => 2,
+        Kind::Dict => 3,
+    };
+    (k << KIND_SHIFT) | (count & COUNT_MASK)
+}
+
+/// A decoded document: the input it borrows, the tape, and any warnings (lenient mode).
+#[derive(Debug, Clone)]
+pub struct Document<'a> {
+    input: &'a [u8],
+    tokens: Vec<Token>,
+    warnings: Vec<Warning>,
+}
+
+impl<'a> Document<'a> {
+    /// The root value.
+    pub fn root(&self) -> ValueRef<'_, 'a> {
+        ValueRef { doc: self, idx: 0 }
+    }
+
+    /// Irregularities accepted in lenient mode (always empty in strict mode).
+    pub fn warnings(&self) -> &[Warning] {
+        &self.warnings
+    }
+
+    /// The input the document was decoded from.
+    pub fn input(&self) -> &'a [u8] {
+        self.input
+    }
+
+    /// Number of values (keys included) in the document.
+    pub fn token_count(&self) -> usize {
+        self.tokens.len()
+    }
+
+    fn token(&self, idx: usize) -> Token {
+        // Every index handed out by the views is in range by construction; a miss is a bug, but
+        // still answered with a harmless empty string rather than a panic.
+        self.tokens.get(idx).copied().unwrap_or(Token {
+            start: 0,
+            end: 0,
+            aux: 0,
+            meta: meta(Kind::Bytes, 0),
+        })
+    }
+
+    fn slice(&self, r: Range<usize>) -> &'a [u8] {
+        self.input.get(r).unwrap_or_default()
+    }
+}
+
+/// A borrowed view of one value in a [`Document`].
+#[derive(Clone, Copy)]
+pub struct ValueRef<'d, 'a> {
+    doc: &'d Document<'a>,
+    idx: usize,
+}
+
+impl std::fmt::Debug for ValueRef<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.to_owned(), f)
+    }
+}
+
+impl PartialEq for ValueRef<'_, '_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_owned() == other.to_owned()
+    }
+}
+
+impl<'d, 'a> ValueRef<'d, 'a> {
+    fn tok(&self) -> Token {
+        self.doc.token(self.idx)
+    }
+
+    /// The type of this value.
+    pub fn kind(&self) -> Kind {
+        self.tok().kind()
+    }
+
+    /// Byte range of the whole encoded value in the input.
+    pub fn span(&self) -> Range<usize> {
+        let t = self.tok();
+        t.start as usize..t.end as usize
+    }
+
+    /// The exact encoded bytes of this value as found in the input (e.g. to hash an info dictionary).
+    pub fn raw(&self) -> &'a [u8] {
+        self.doc.slice(self.span())
+    }
+
+    /// The integer, if this is one.
+    pub fn as_int(&self) -> Option<i64> {
+        let t = self.tok();
+        if t.kind() != Kind::Int {
+            return None;
+        }
+        let digits = self.doc.slice(t.start as usize + 1..t.end as usize - 1);
+        parse_validated_int(digits)
+    }
+
+    /// The byte string payload, if this is one.
+    pub fn as_bytes(&self) -> Option<&'a [u8]> {
+        let t = self.tok();
+        (t.kind() == Kind::Bytes).then(|| self.doc.slice(t.aux as usize..t.end as usize))
+    }
+
+    /// The byte string payload as UTF-8, if this is a byte string holding valid UTF-8.
+    pub fn as_str(&self) -> Option<&'a str> {
+        self.as_bytes().and_then(|b| std::str::from_utf8(b).ok())
+    }
+
+    /// The list, if this is one.
+    pub fn as_list(&self) -> Option<ListRef<'d, 'a>> {
+        (self.kind() == Kind::List).then_some(ListRef { v: *self })
+    }
+
+    /// The dictionary, if this is one.
+    pub fn as_dict(&self) -> Option<DictRef<'d, 'a>> {
+        (self.kind() == Kind::Dict).then_some(DictRef { v: *self })
+    }
+
+    /// A deep owned copy. Duplicate dictionary keys keep their first value.
+    pub fn to_owned(&self) -> Value {
+        match self.kind() {
+            Kind::Int => Value::Int(self.as_int().unwrap_or(0)),
+            Kind::Bytes => Value::Bytes(self.as_bytes().unwrap_or_default().to_vec()),
+            Kind::List => Value::List(
+                self.as_list()
+                    .map(|l| l.iter().map(|v| v.to_owned()).collect())
+                    .unwrap_or_default(),
+            ),
+            Kind::Dict => {
+                let mut map = std::collections::BTreeMap::new();
+                if let Some(d) = self.as_dict() {
+                    for (k, v) in d.iter() {
+                        map.entry(k.to_vec()).or_insert_with(|| v.to_owned());
+                    }
+                }
+                Value::Dict(map)
+            }
+        }
+    }
+
+    /// The document this value belongs to.
+    pub fn document(&self) -> &'d Document<'a> {
+        self.doc
+    }
+
+    /// Zero-copy: the part of `owner` holding this value's payload (for a byte string) or its
+    /// whole encoding (otherwise). `owner` must be the buffer the document was decoded from.
+    pub fn slice_of(&self, owner: &bytes::Bytes) -> Option<bytes::Bytes> {
+        if owner.as_ptr() != self.doc.input.as_ptr() || owner.len() != self.doc.input.len() {
+            return None;
+        }
+        let r = match self.kind() {
+            Kind::Bytes => self.tok().aux as usize..self.tok().end as usize,
+            _ => self.span(),
+        };
+        Some(owner.slice(r))
+    }
+}
+
+/// A borrowed list.
+#[derive(Clone, Copy, Debug)]
+pub struct ListRef<'d, 'a> {
+    v: ValueRef<'d, 'a>,
+}
+
+impl<'d, 'a> ListRef<'d, 'a> {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.v.tok().count()
+    }
+
+    /// True if the list has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The elements in order.
+    pub fn iter(&self) -> ListIter<'d, 'a> {
+        ListIter {
+            doc: self.v.doc,
+            next: self.v.idx + 1,
+            remaining: self.len(),
+        }
+    }
+
+    /// The element at `index` (linear time).
+    pub fn get(&self, index: usize) -> Option<ValueRef<'d, 'a>> {
+        self.iter().nth(index)
+    }
+
+    /// This list as a value.
+    pub fn as_value(&self) -> ValueRef<'d, 'a> {
+        self.v
+    }
+}
+
+impl<'d, 'a> IntoIterator for ListRef<'d, 'a> {
+    type Item = ValueRef<'d, 'a>;
+    type IntoIter = ListIter<'d, 'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// Iterator over a list's elements.
+#[derive(Clone, Debug)]
+pub struct ListIter<'d, 'a> {
+    doc: &'d Document<'a>,
+    next: usize,
+    remaining: usize,
+}
+
+impl<'d, 'a> Iterator for ListIter<'d, 'a> {
+    type Item = ValueRef<'d, 'a>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        let idx = self.next;
+        self.next = self.doc.token(idx).next(idx);
+        Some(ValueRef { doc: self.doc, idx })
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl ExactSizeIterator for ListIter<'_, '_> {}
+
+/// A borrowed dictionary. Entries keep their order in the input.
+#[derive(Clone, Copy, Debug)]
+pub struct DictRef<'d, 'a> {
+    v: ValueRef<'d, 'a>,
+}
+
+impl<'d, 'a> DictRef<'d, 'a> {
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.v.tok().count()
+    }
+
+    /// True if the dictionary has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The entries in input order.
+    pub fn iter(&self) -> DictIter<'d, 'a> {
+        DictIter {
+            doc: self.v.doc,
+            next: self.v.idx + 1,
+            remaining: self.len(),
+        }
+    }
+
+    /// The value under `key` (the first one, if the key is duplicated). Linear in the entry count.
+    pub fn get(&self, key: &[u8]) -> Option<ValueRef<'d, 'a>> {
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// The integer under `key`.
+    pub fn get_int(&self, key: &[u8]) -> Option<i64> {
+        self.get(key).and_then(|v| v.as_int())
+    }
+
+    /// The byte string under `key`.
+    pub fn get_bytes(&self, key: &[u8]) -> Option<&'a [u8]> {
+        self.get(key).and_then(|v| v.as_bytes())
+    }
+
+    /// The UTF-8 string under `key`.
+    pub fn get_str(&self, key: &[u8]) -> Option<&'a str> {
+        self.get(key).and_then(|v| v.as_str())
+    }
+
+    /// The list under `key`.
+    pub fn get_list(&self, key: &[u8]) -> Option<ListRef<'d, 'a>> {
+        self.get(key).and_then(|v| v.as_list())
+    }
+
+    /// The dictionary under `key`.
+    pub fn get_dict(&self, key: &[u8]) -> Option<DictRef<'d, 'a>> {
+        self.get(key).and_then(|v| v.as_dict())
+    }
+
+    /// This dictionary as a value.
+    pub fn as_value(&self) -> ValueRef<'d, 'a> {
+        self.v
+    }
+}
+
+impl<'d, 'a> IntoIterator for DictRef<'d, 'a> {
+    type Item = (&'a [u8], ValueRef<'d, 'a>);
+    type IntoIter = DictIter<'d, 'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// Iterator over a dictionary's entries in input order.
+#[derive(Clone, Debug)]
+pub struct DictIter<'d, 'a> {
+    doc: &'d Document<'a>,
+    next: usize,
+    remaining: usize,
+}
+
+impl<'d, 'a> Iterator for DictIter<'d, 'a> {
+    type Item = (&'a [u8], ValueRef<'d, 'a>);
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        let key_idx = self.next;
+        let kt = self.doc.token(key_idx);
+        let key = self.doc.slice(kt.aux as usize..kt.end as usize);
+        let val_idx = key_idx + 1;
+        self.next = self.doc.token(val_idx).next(val_idx);
+        Some((
+            key,
+            ValueRef {
+                doc: self.doc,
+                idx: val_idx,
+            },
+        ))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl ExactSizeIterator for DictIter<'_, '_> {}
+
+/// Parses the digits of an integer the decoder has already validated.
+fn parse_validated_int(digits: &[u8]) -> Option<i64> {
+    let (neg, digits) = match digits.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, digits),
+    };
+    let mut acc: i64 = 0;
+    for &d in digits {
+        let d = i64::from(d.wrapping_sub(b'0'));
+        acc = acc.checked_mul(10)?;
+        acc = if neg {
+            acc.checked_sub(d)?
+        } else {
+            acc.checked_add(d)?
+        };
+    }
+    Some(acc)
+}
+
+/// An open list or dictionary while decoding.
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    tok: u32,
+    dict: bool,
+    /// Dictionaries: the next value read is a key.
+    want_key: bool,
+    /// Children completed (list elements or dictionary entries).
+    count: u32,
+    /// Dictionaries: payload range of the last key, for the order check.
+    last_key: (u32, u32),
+}
+
+struct Decoder<'a> {
+    input: &'a [u8],
+    pos: usize,
+    opts: DecodeOptions,
+    tokens: Vec<Token>,
+    stack: Vec<Frame>,
+    warnings: Vec<Warning>,
+}
+
+impl<'a> Decoder<'a> {
+    fn new(input: &'a [u8], opts: DecodeOptions) -> Self {
+        Decoder {
+            input,
+            pos: 0,
+            opts,
+            // A value takes at least two bytes; a typical torrent averages far more per value.
+            tokens: Vec::with_capacity((input.len() / 16).clamp(8, 1 << 20)),
+            stack: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn path(&self) -> Path {
+        let mut segs = Vec::with_capacity(self.stack.len());
+        for f in &self.stack {
+            if f.dict {
+                if f.want_key {
+                    break;
+                }
+                let key = self
+                    .input
+                    .get(f.last_key.0 as usize..f.last_key.1 as usize)
+                    .unwrap_or_default();
+                segs.push(PathSegment::Key(key.to_vec()));
+            } else {
+                segs.push(PathSegment::Index(f.count as usize));
+            }
+        }
+        Path(segs)
+    }
+
+    fn err(&self, kind: ErrorKind, offset: usize) -> Error {
+        Error {
+            kind,
+            offset,
+            path: self.path(),
+        }
+    }
+
+    fn irregular(&mut self, kind: Irregularity, offset: usize) -> Result<(), Error> {
+        match self.opts.mode {
+            Mode::Strict => Err(self.err(ErrorKind::NonCanonical(kind), offset)),
+            Mode::Lenient => {
+                let path = self.path();
+                self.warnings.push(Warning { kind, offset, path });
+                Ok(())
+            }
+        }
+    }
+
+    fn push_token(&mut self, t: Token, offset: usize) -> Result<(), Error> {
+        if self.tokens.len() >= self.opts.max_tokens.min(TOKEN_CEILING) {
+            let limit = self.opts.max_tokens.min(TOKEN_CEILING);
+            return Err(self.err(ErrorKind::TooManyTokens { limit }, offset));
+        }
+        self.tokens.push(t);
+        Ok(())
+    }
+
+    fn run(mut self) -> Result<Document<'a>, Error> {
+        if u32::try_from(self.input.len()).is_err() {
+            return Err(self.err(
+                ErrorKind::InputTooLarge {
+                    len: self.input.len(),
+                },
+                0,
+            ));
+        }
+        loop {
+            let start = self.pos;
+            let Some(&c) = self.input.get(start) else {
+                return Err(self.err(ErrorKind::UnexpectedEof, start));
+            };
+            if let Some(f) = self.stack.last() {
+                if f.dict && f.want_key && c != b'e' && !c.is_ascii_digit() {
+                    return Err(self.err(ErrorKind::KeyNotString, start));
+                }
+            }
+            match c {
+                b'i' => {
+                    self.parse_int(start)?;
+                    self.complete_value(start)?;
+                }
+                b'0'..=b'9' => {
+                    self.parse_bytes(start)?;
+                    self.complete_value(start)?;
+                }
+                b'l' | b'd' => {
+                    if self.stack.len() >= self.opts.max_depth {
+                        let limit = self.opts.max_depth;
+                        return Err(self.err(ErrorKind::DepthExceeded { limit }, start));
+                    }
+                    let dict = c == b'd';
+                    let tok = self.tokens.len() as u32;
+                    self.push_token(
+                        Token {
+                            start: start as u32,
+                            end: 0,
+                            aux: 0,
+                            meta: 0,
+                        },
+                        start,
+                    )?;
+                    self.stack.push(Frame {
+                        tok,
+                        dict,
+                        want_key: dict,
+                        count: 0,
+                        last_key: (0, 0),
+                    });
+                    self.pos = start + 1;
+                }
+                b'e' => {
+                    let Some(f) = self.stack.last().copied() else {
+                        return Err(self.err(ErrorKind::UnexpectedByte(c), start));
+                    };
+                    if f.dict && !f.want_key {
+                        return Err(self.err(ErrorKind::MissingValue, start));
+                    }
+                    self.stack.pop();
+                    let next = self.tokens.len() as u32;
+                    let kind = if f.dict { Kind::Dict } else { Kind::List };
+                    if let Some(t) = self.tokens.get_mut(f.tok as usize) {
+                        t.end = (start + 1) as u32;
+                        t.aux = next;
+                        t.meta = meta(kind, f.count);
+                    }
+                    self.pos = start + 1;
+                    self.complete_value(start)?;
+                }
+                _ => return Err(self.err(ErrorKind::UnexpectedByte(c), start)),
+            }
+            if self.stack.is_empty() {
+                break;
+            }
+        }
+        if self.pos != self.input.len() {
+            self.irregular(Irregularity::TrailingData, self.pos)?;
+        }
+        Ok(Document {
+            input: self.input,
+            tokens: self.tokens,
+            warnings: self.warnings,
+        })
+    }
+
+    /// Bookkeeping after a value ends at `self.pos`: counts, key order, key/value alternation.
+    fn complete_value(&mut self, start: usize) -> Result<(), Error> {
+        let Some(f) = self.stack.last_mut() else {
+            return Ok(());
+        };
+        if !f.dict {
+            f.count += 1;
+            return Ok(());
+        }
+        if !f.want_key {
+            f.count += 1;
+            f.want_key = true;
+            return Ok(());
+        }
+        // A key just ended: its token is the last one pushed.
+        let kt = self.tokens.last().copied().unwrap_or(Token {
+            start: 0,
+            end: 0,
+            aux: 0,
+            meta: 0,
+        });
+        let prev = f.last_key;
+        let had_prev = f.count > 0;
+        f.last_key = (kt.aux, kt.end);
+        f.want_key = false;
+        if had_prev {
+            let key = self.input.get(kt.aux as usize..kt.end as usize);
+            let prev = self.input.get(prev.0 as usize..prev.1 as usize);
+            match key.cmp(&prev) {
+                std::cmp::Ordering::Greater => {}
+                std::cmp::Ordering::Equal => self.irregular(Irregularity::DuplicateKey, start)?,
+                std::cmp::Ordering::Less => self.irregular(Irregularity::UnsortedKeys, start)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn parse_int(&mut self, start: usize) -> Result<(), Error> {
+        let body_start = start + 1;
+        let rest = self.input.get(body_start..).unwrap_or_default();
+        let Some(len) = rest.iter().position(|&b| b == b'e') else {
+            // Report a bad byte if there is one before the end of input.
+            let bad = rest
+                .iter()
+                .enumerate()
+                .position(|(i, &b)| !(b.is_ascii_digit() || (i == 0 && b == b'-')));
+            return Err(match bad {
+                Some(i) => self.err(ErrorKind::MalformedInteger, body_start + i),
+                None => self.err(ErrorKind::UnexpectedEof, self.input.len()),
+            });
+        };
+        let body = rest.get(..len).unwrap_or_default();
+        let (neg, digits) = match body.split_first() {
+            Some((b'-', d)) => (true, d),
+            _ => (false, body),
+        };
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return Err(self.err(ErrorKind::MalformedInteger, start));
+        }
+        if parse_validated_int(body).is_none() {
+            return Err(self.err(ErrorKind::IntegerOverflow, start));
+        }
+        if digits.len() > 1 && digits.first() == Some(&b'0') {
+            self.irregular(Irregularity::LeadingZeros, start)?;
+        }
+        if neg && digits.iter().all(|&d| d == b'0') {
+            self.irregular(Irregularity::NegativeZero, start)?;
+        }
+        let end = body_start + len + 1;
+        self.push_token(
+            Token {
+                start: start as u32,
+                end: end as u32,
+                aux: 0,
+                meta: meta(Kind::Int, 0),
+            },
+            start,
+        )?;
+        self.pos = end;
+        Ok(())
+    }
+
+    fn parse_bytes(&mut self, start: usize) -> Result<(), Error> {
+        let mut i = start;
+        let mut len: usize = 0;
+        loop {
+            match self.input.get(i) {
+                None => return Err(self.err(ErrorKind::UnexpectedEof, i)),
+                Some(&b':') => break,
+                Some(&d) if d.is_ascii_digit() => {
+                    len = len
+                        .checked_mul(10)
+                        .and_then(|l| l.checked_add(usize::from(d - b'0')))
+                        .ok_or_else(|| self.err(ErrorKind::BadStringLength, start))?;
+                    i += 1;
+                }
+                Some(_) => return Err(self.err(ErrorKind::BadStringLength, i)),
+            }
+        }
+        if i - start > 1 && self.input.get(start) == Some(&b'0') {
+            self.irregular(Irregularity::LeadingZeros, start)?;
+        }
+        let payload = i + 1;
+        let remaining = self.input.len() - payload;
+        if len > remaining {
+            return Err(self.err(ErrorKind::BadStringLength, start));
+        }
+        let end = payload + len;
+        self.push_token(
+            Token {
+                start: start as u32,
+                end: end as u32,
+                aux: payload as u32,
+                meta: meta(Kind::Bytes, 0),
+            },
+            start,
+        )?;
+        self.pos = end;
+        Ok(())
+    }
+}

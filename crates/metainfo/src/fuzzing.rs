@@ -1,0 +1,1 @@
+//! fuzzing (in progress)

@@ -1,0 +1,1 @@
+//! magnet (in progress)

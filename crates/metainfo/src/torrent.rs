@@ -1,0 +1,1 @@
+//! torrent (in progress)

@@ -1,0 +1,14 @@
+//! # tessera
+//!
+//! The umbrella crate of the Tessera toolkit for incentivised BitTorrent. It re-exports each
+//! library crate under a short name; depend on the individual `tessera-*` crates to pull in less.
+//!
+//! | module | crate | what it does |
+//! |---|---|---|
+//! | [`bencode`] | `tessera-bencode` | zero-copy bencode decoder, canonical encoder, serde |
+//! | [`metainfo`] | `tessera-metainfo` | .torrent files (v1, v2, hybrid), magnet links, creation, merkle trees |
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub use tessera_bencode as bencode;
+pub use tessera_metainfo as metainfo;
