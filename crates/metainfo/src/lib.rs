@@ -21,5 +21,7 @@ mod magnet;
 pub mod merkle;
 mod path;
 mod torrent;
+mod version;
 
 pub use hash::{to_hex, HexError, InfoHashes, Sha1Hash, Sha256Hash};
+pub use version::TorrentVersion;
