@@ -23,6 +23,10 @@ pub struct DecodeOptions {
     /// Strict or lenient handling of non-canonical encodings.
     pub mode: Mode,
     /// Deepest nesting of lists and dictionaries accepted (the root container is level 1).
+    ///
+    /// Decoding itself never recurses, but [`ValueRef::to_owned`], the [`Encode`](crate::Encode)
+    /// impls, dropping a [`Value`] and serde all recurse once per level: raise this far past the
+    /// default only for input you trust or on a thread with a large stack.
     pub max_depth: usize,
     /// Most values (integers, strings, lists, dictionaries, keys included) accepted.
     pub max_tokens: usize,
@@ -489,6 +493,29 @@ impl<'d, 'a> Iterator for DictIter<'d, 'a> {
 
 impl ExactSizeIterator for DictIter<'_, '_> {}
 
+impl<'d, 'a> DictIter<'d, 'a> {
+    /// The next entry with its key as a value (so its offset is known).
+    pub(crate) fn next_entry(&mut self) -> Option<(ValueRef<'d, 'a>, ValueRef<'d, 'a>)> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        let key_idx = self.next;
+        let val_idx = key_idx + 1;
+        self.next = self.doc.token(val_idx).next(val_idx);
+        Some((
+            ValueRef {
+                doc: self.doc,
+                idx: key_idx,
+            },
+            ValueRef {
+                doc: self.doc,
+                idx: val_idx,
+            },
+        ))
+    }
+}
+
 /// Parses the digits of an integer the decoder has already validated.
 fn parse_validated_int(digits: &[u8]) -> Option<i64> {
     let (neg, digits) = match digits.split_first() {
@@ -521,23 +548,54 @@ struct Frame {
     last_key: (u32, u32),
 }
 
+/// Tape slots reserved up front: one per 8 input bytes (typical torrents average 8–12 bytes per
+/// value, so this rarely regrows), capped so a huge input does not reserve a huge tape before
+/// anything is known about it. Untouched capacity costs address space, not memory.
+const fn initial_capacity(input_len: usize, max_tokens: usize) -> usize {
+    let estimate = input_len / 8 + 8;
+    let cap = if max_tokens < (1 << 22) {
+        max_tokens
+    } else {
+        1 << 22
+    };
+    if estimate < cap {
+        estimate
+    } else {
+        cap
+    }
+}
+
+/// Raw byte order of two keys, deciding on the first byte without a call when it differs (the
+/// usual case for sorted keys).
+#[inline]
+fn cmp_keys(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    match (a.first(), b.first()) {
+        (Some(x), Some(y)) if x != y => x.cmp(y),
+        _ => a.cmp(b),
+    }
+}
+
 struct Decoder<'a> {
     input: &'a [u8],
     pos: usize,
     opts: DecodeOptions,
+    /// `opts.max_tokens`, capped at what the tape can count.
+    max_tokens: usize,
     tokens: Vec<Token>,
+    /// Open containers, innermost last.
     stack: Vec<Frame>,
     warnings: Vec<Warning>,
 }
 
 impl<'a> Decoder<'a> {
     fn new(input: &'a [u8], opts: DecodeOptions) -> Self {
+        let max_tokens = opts.max_tokens.min(TOKEN_CEILING);
         Decoder {
             input,
             pos: 0,
             opts,
-            // A value takes at least two bytes; a typical torrent averages far more per value.
-            tokens: Vec::with_capacity((input.len() / 16).clamp(8, 1 << 20)),
+            max_tokens,
+            tokens: Vec::with_capacity(initial_capacity(input.len(), max_tokens)),
             stack: Vec::new(),
             warnings: Vec::new(),
         }
@@ -562,6 +620,7 @@ impl<'a> Decoder<'a> {
         Path(segs)
     }
 
+    #[cold]
     fn err(&self, kind: ErrorKind, offset: usize) -> Error {
         Error {
             kind,
@@ -570,6 +629,7 @@ impl<'a> Decoder<'a> {
         }
     }
 
+    #[cold]
     fn irregular(&mut self, kind: Irregularity, offset: usize) -> Result<(), Error> {
         match self.opts.mode {
             Mode::Strict => Err(self.err(ErrorKind::NonCanonical(kind), offset)),
@@ -581,9 +641,10 @@ impl<'a> Decoder<'a> {
         }
     }
 
+    #[inline]
     fn push_token(&mut self, t: Token, offset: usize) -> Result<(), Error> {
-        if self.tokens.len() >= self.opts.max_tokens.min(TOKEN_CEILING) {
-            let limit = self.opts.max_tokens.min(TOKEN_CEILING);
+        if self.tokens.len() >= self.max_tokens {
+            let limit = self.max_tokens;
             return Err(self.err(ErrorKind::TooManyTokens { limit }, offset));
         }
         self.tokens.push(t);
@@ -599,72 +660,51 @@ impl<'a> Decoder<'a> {
                 0,
             ));
         }
+        let input = self.input;
         loop {
             let start = self.pos;
-            let Some(&c) = self.input.get(start) else {
+            let Some(&c) = input.get(start) else {
                 return Err(self.err(ErrorKind::UnexpectedEof, start));
             };
-            if let Some(f) = self.stack.last() {
-                if f.dict && f.want_key && c != b'e' && !c.is_ascii_digit() {
-                    return Err(self.err(ErrorKind::KeyNotString, start));
+            let at_key = matches!(
+                self.stack.last(),
+                Some(Frame {
+                    dict: true,
+                    want_key: true,
+                    ..
+                })
+            );
+            if at_key {
+                match c {
+                    b'0'..=b'9' => {
+                        let (payload, end) = self.parse_bytes(start, c)?;
+                        self.key_done(start, payload, end)?;
+                        continue;
+                    }
+                    b'e' => self.close(start)?,
+                    _ => return Err(self.err(ErrorKind::KeyNotString, start)),
+                }
+            } else {
+                match c {
+                    b'i' => self.parse_int(start)?,
+                    b'0'..=b'9' => {
+                        self.parse_bytes(start, c)?;
+                    }
+                    b'l' | b'd' => {
+                        self.open(start, c == b'd')?;
+                        continue;
+                    }
+                    b'e' => self.close(start)?,
+                    _ => return Err(self.err(ErrorKind::UnexpectedByte(c), start)),
                 }
             }
-            match c {
-                b'i' => {
-                    self.parse_int(start)?;
-                    self.complete_value(start)?;
+            // A value just ended: count it in its container, or stop after the root.
+            match self.stack.last_mut() {
+                Some(f) => {
+                    f.count += 1;
+                    f.want_key = f.dict;
                 }
-                b'0'..=b'9' => {
-                    self.parse_bytes(start)?;
-                    self.complete_value(start)?;
-                }
-                b'l' | b'd' => {
-                    if self.stack.len() >= self.opts.max_depth {
-                        let limit = self.opts.max_depth;
-                        return Err(self.err(ErrorKind::DepthExceeded { limit }, start));
-                    }
-                    let dict = c == b'd';
-                    let tok = self.tokens.len() as u32;
-                    self.push_token(
-                        Token {
-                            start: start as u32,
-                            end: 0,
-                            aux: 0,
-                            meta: 0,
-                        },
-                        start,
-                    )?;
-                    self.stack.push(Frame {
-                        tok,
-                        dict,
-                        want_key: dict,
-                        count: 0,
-                        last_key: (0, 0),
-                    });
-                    self.pos = start + 1;
-                }
-                b'e' => {
-                    let Some(f) = self.stack.last().copied() else {
-                        return Err(self.err(ErrorKind::UnexpectedByte(c), start));
-                    };
-                    if f.dict && !f.want_key {
-                        return Err(self.err(ErrorKind::MissingValue, start));
-                    }
-                    self.stack.pop();
-                    let next = self.tokens.len() as u32;
-                    let kind = if f.dict { Kind::Dict } else { Kind::List };
-                    if let Some(t) = self.tokens.get_mut(f.tok as usize) {
-                        t.end = (start + 1) as u32;
-                        t.aux = next;
-                        t.meta = meta(kind, f.count);
-                    }
-                    self.pos = start + 1;
-                    self.complete_value(start)?;
-                }
-                _ => return Err(self.err(ErrorKind::UnexpectedByte(c), start)),
-            }
-            if self.stack.is_empty() {
-                break;
+                None => break,
             }
         }
         if self.pos != self.input.len() {
@@ -677,35 +717,69 @@ impl<'a> Decoder<'a> {
         })
     }
 
-    /// Bookkeeping after a value ends at `self.pos`: counts, key order, key/value alternation.
-    fn complete_value(&mut self, start: usize) -> Result<(), Error> {
+    fn open(&mut self, start: usize, dict: bool) -> Result<(), Error> {
+        if self.stack.len() >= self.opts.max_depth {
+            let limit = self.opts.max_depth;
+            return Err(self.err(ErrorKind::DepthExceeded { limit }, start));
+        }
+        let tok = self.tokens.len() as u32;
+        self.push_token(
+            Token {
+                start: start as u32,
+                end: 0,
+                aux: 0,
+                meta: 0,
+            },
+            start,
+        )?;
+        self.stack.push(Frame {
+            tok,
+            dict,
+            want_key: dict,
+            count: 0,
+            last_key: (0, 0),
+        });
+        self.pos = start + 1;
+        Ok(())
+    }
+
+    /// An `e`: closes the innermost container.
+    fn close(&mut self, start: usize) -> Result<(), Error> {
+        let Some(f) = self.stack.last().copied() else {
+            return Err(self.err(ErrorKind::UnexpectedByte(b'e'), start));
+        };
+        if f.dict && !f.want_key {
+            return Err(self.err(ErrorKind::MissingValue, start));
+        }
+        self.stack.pop();
+        let next = self.tokens.len() as u32;
+        let kind = if f.dict { Kind::Dict } else { Kind::List };
+        if let Some(t) = self.tokens.get_mut(f.tok as usize) {
+            t.end = (start + 1) as u32;
+            t.aux = next;
+            t.meta = meta(kind, f.count);
+        }
+        self.pos = start + 1;
+        Ok(())
+    }
+
+    /// A dictionary key just ended (payload `payload..end`): check its order.
+    #[inline]
+    fn key_done(&mut self, start: usize, payload: usize, end: usize) -> Result<(), Error> {
         let Some(f) = self.stack.last_mut() else {
             return Ok(());
         };
-        if !f.dict {
-            f.count += 1;
-            return Ok(());
-        }
-        if !f.want_key {
-            f.count += 1;
-            f.want_key = true;
-            return Ok(());
-        }
-        // A key just ended: its token is the last one pushed.
-        let kt = self.tokens.last().copied().unwrap_or(Token {
-            start: 0,
-            end: 0,
-            aux: 0,
-            meta: 0,
-        });
         let prev = f.last_key;
         let had_prev = f.count > 0;
-        f.last_key = (kt.aux, kt.end);
+        f.last_key = (payload as u32, end as u32);
         f.want_key = false;
         if had_prev {
-            let key = self.input.get(kt.aux as usize..kt.end as usize);
-            let prev = self.input.get(prev.0 as usize..prev.1 as usize);
-            match key.cmp(&prev) {
+            let key = self.input.get(payload..end).unwrap_or_default();
+            let prev = self
+                .input
+                .get(prev.0 as usize..prev.1 as usize)
+                .unwrap_or_default();
+            match cmp_keys(key, prev) {
                 std::cmp::Ordering::Greater => {}
                 std::cmp::Ordering::Equal => self.irregular(Irregularity::DuplicateKey, start)?,
                 std::cmp::Ordering::Less => self.irregular(Irregularity::UnsortedKeys, start)?,
@@ -714,38 +788,54 @@ impl<'a> Decoder<'a> {
         Ok(())
     }
 
+    /// `i<digits>e`, in one pass. Malformed integers are reported at the `i`.
+    #[inline]
     fn parse_int(&mut self, start: usize) -> Result<(), Error> {
-        let body_start = start + 1;
-        let rest = self.input.get(body_start..).unwrap_or_default();
-        let Some(len) = rest.iter().position(|&b| b == b'e') else {
-            // Report a bad byte if there is one before the end of input.
-            let bad = rest
-                .iter()
-                .enumerate()
-                .position(|(i, &b)| !(b.is_ascii_digit() || (i == 0 && b == b'-')));
-            return Err(match bad {
-                Some(i) => self.err(ErrorKind::MalformedInteger, body_start + i),
-                None => self.err(ErrorKind::UnexpectedEof, self.input.len()),
-            });
-        };
-        let body = rest.get(..len).unwrap_or_default();
-        let (neg, digits) = match body.split_first() {
-            Some((b'-', d)) => (true, d),
-            _ => (false, body),
-        };
-        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        let input = self.input;
+        let mut i = start + 1;
+        let neg = input.get(i) == Some(&b'-');
+        if neg {
+            i += 1;
+        }
+        let digits = i;
+        let mut magnitude: u64 = 0;
+        let mut overflow = false;
+        loop {
+            match input.get(i) {
+                Some(&d) if d.is_ascii_digit() => {
+                    match magnitude
+                        .checked_mul(10)
+                        .and_then(|m| m.checked_add(u64::from(d - b'0')))
+                    {
+                        Some(m) => magnitude = m,
+                        None => overflow = true,
+                    }
+                    i += 1;
+                }
+                Some(b'e') => break,
+                Some(_) => return Err(self.err(ErrorKind::MalformedInteger, start)),
+                None => return Err(self.err(ErrorKind::UnexpectedEof, i)),
+            }
+        }
+        let ndigits = i - digits;
+        if ndigits == 0 {
             return Err(self.err(ErrorKind::MalformedInteger, start));
         }
-        if parse_validated_int(body).is_none() {
+        let limit = if neg {
+            i64::MIN.unsigned_abs()
+        } else {
+            i64::MAX.unsigned_abs()
+        };
+        if overflow || magnitude > limit {
             return Err(self.err(ErrorKind::IntegerOverflow, start));
         }
-        if digits.len() > 1 && digits.first() == Some(&b'0') {
+        if ndigits > 1 && input.get(digits) == Some(&b'0') {
             self.irregular(Irregularity::LeadingZeros, start)?;
         }
-        if neg && digits.iter().all(|&d| d == b'0') {
+        if neg && magnitude == 0 {
             self.irregular(Irregularity::NegativeZero, start)?;
         }
-        let end = body_start + len + 1;
+        let end = i + 1;
         self.push_token(
             Token {
                 start: start as u32,
@@ -759,31 +849,33 @@ impl<'a> Decoder<'a> {
         Ok(())
     }
 
-    fn parse_bytes(&mut self, start: usize) -> Result<(), Error> {
-        let mut i = start;
-        let mut len: usize = 0;
+    /// `<len>:<bytes>`; `first` is the digit at `start`. Returns the payload range.
+    #[inline]
+    fn parse_bytes(&mut self, start: usize, first: u8) -> Result<(usize, usize), Error> {
+        let input = self.input;
+        let mut i = start + 1;
+        // Saturates rather than overflows: any length past the input is rejected below.
+        let mut len = u64::from(first - b'0');
         loop {
-            match self.input.get(i) {
-                None => return Err(self.err(ErrorKind::UnexpectedEof, i)),
-                Some(&b':') => break,
+            match input.get(i) {
                 Some(&d) if d.is_ascii_digit() => {
-                    len = len
-                        .checked_mul(10)
-                        .and_then(|l| l.checked_add(usize::from(d - b'0')))
-                        .ok_or_else(|| self.err(ErrorKind::BadStringLength, start))?;
+                    len = len.saturating_mul(10).saturating_add(u64::from(d - b'0'));
                     i += 1;
                 }
+                Some(b':') => break,
                 Some(_) => return Err(self.err(ErrorKind::BadStringLength, i)),
+                None => return Err(self.err(ErrorKind::UnexpectedEof, i)),
             }
         }
-        if i - start > 1 && self.input.get(start) == Some(&b'0') {
+        if first == b'0' && i > start + 1 {
             self.irregular(Irregularity::LeadingZeros, start)?;
         }
         let payload = i + 1;
-        let remaining = self.input.len() - payload;
-        if len > remaining {
-            return Err(self.err(ErrorKind::BadStringLength, start));
-        }
+        let remaining = input.len() - payload;
+        let len = match usize::try_from(len) {
+            Ok(len) if len <= remaining => len,
+            _ => return Err(self.err(ErrorKind::BadStringLength, start)),
+        };
         let end = payload + len;
         self.push_token(
             Token {
@@ -795,6 +887,51 @@ impl<'a> Decoder<'a> {
             start,
         )?;
         self.pos = end;
-        Ok(())
+        Ok((payload, end))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cmp::Ordering;
+
+    #[test]
+    fn key_order_is_raw_byte_order() {
+        assert_eq!(cmp_keys(b"a", b"b"), Ordering::Less);
+        assert_eq!(cmp_keys(b"ab", b"a"), Ordering::Greater);
+        assert_eq!(cmp_keys(b"", b"a"), Ordering::Less);
+        assert_eq!(cmp_keys(b"", b""), Ordering::Equal);
+        assert_eq!(cmp_keys(b"\xff", b"z"), Ordering::Greater);
+        assert_eq!(cmp_keys(b"abc", b"abd"), Ordering::Less);
+    }
+
+    #[test]
+    fn tape_reservation_is_bounded() {
+        assert_eq!(initial_capacity(0, DEFAULT_MAX_TOKENS), 8);
+        assert_eq!(initial_capacity(800, DEFAULT_MAX_TOKENS), 108);
+        assert_eq!(initial_capacity(800, 5), 5);
+        assert_eq!(
+            initial_capacity(u32::MAX as usize, DEFAULT_MAX_TOKENS),
+            1 << 22
+        );
+    }
+
+    #[test]
+    fn token_packing() {
+        let t = Token {
+            start: 0,
+            end: 2,
+            aux: 7,
+            meta: meta(Kind::Dict, COUNT_MASK),
+        };
+        assert_eq!(t.kind(), Kind::Dict);
+        assert_eq!(t.count(), COUNT_MASK as usize);
+        assert_eq!(t.next(3), 7);
+        let b = Token {
+            meta: meta(Kind::Bytes, 0),
+            ..t
+        };
+        assert_eq!(b.next(3), 4);
     }
 }

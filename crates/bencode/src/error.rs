@@ -61,7 +61,8 @@ impl fmt::Display for Path {
 pub enum Irregularity {
     /// A dictionary key is not greater than the key before it (keys must be sorted as raw bytes).
     UnsortedKeys,
-    /// A dictionary key appears twice; lookups return the first occurrence.
+    /// A dictionary key equal to the key just before it; lookups return the first occurrence.
+    /// (A repeat further apart is preceded by an out-of-order key, reported as `UnsortedKeys`.)
     DuplicateKey,
     /// The integer `i-0e`.
     NegativeZero,

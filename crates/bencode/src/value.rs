@@ -117,3 +117,136 @@ impl From<BTreeMap<Vec<u8>, Value>> for Value {
         Value::Dict(d)
     }
 }
+
+/// Writes a dictionary key as a byte string (rather than a list of `u8`).
+struct KeyBytes<'k>(&'k [u8]);
+
+impl serde::Serialize for KeyBytes<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
+    }
+}
+
+/// Integers as `i64`, byte strings as bytes, lists as sequences, dictionaries as maps with byte
+/// keys. With [`to_bytes`](crate::to_bytes) this gives the same bytes as [`Value::to_bytes`].
+impl serde::Serialize for Value {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self {
+            Value::Int(i) => serializer.serialize_i64(*i),
+            Value::Bytes(b) => serializer.serialize_bytes(b),
+            Value::List(l) => {
+                let mut seq = serializer.serialize_seq(Some(l.len()))?;
+                for v in l {
+                    seq.serialize_element(v)?;
+                }
+                seq.end()
+            }
+            Value::Dict(d) => {
+                let mut map = serializer.serialize_map(Some(d.len()))?;
+                for (k, v) in d {
+                    map.serialize_entry(&KeyBytes(k), v)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+/// Reads any bencode value. From other formats, strings become byte strings, booleans `0`/`1`,
+/// unsigned integers must fit in `i64`; floats and nulls are rejected.
+impl<'de> serde::Deserialize<'de> for Value {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ValueVisitor)
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ValueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a bencode value")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Int(i64::from(v)))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Int(v))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Value, E> {
+        i64::try_from(v).map(Value::Int).map_err(|_| {
+            E::invalid_value(
+                serde::de::Unexpected::Unsigned(v),
+                &"an integer in i64 range",
+            )
+        })
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::Bytes(v.as_bytes().to_vec()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Value, E> {
+        Ok(Value::Bytes(v.into_bytes()))
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Value, E> {
+        Ok(Value::Bytes(v.to_vec()))
+    }
+
+    fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Value, E> {
+        Ok(Value::Bytes(v))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        // The size hint comes from the input: cap what it may reserve.
+        let mut list = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(v) = seq.next_element()? {
+            list.push(v);
+        }
+        Ok(Value::List(list))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut dict = BTreeMap::new();
+        while let Some(KeyBuf(k)) = map.next_key()? {
+            let v = map.next_value()?;
+            // Keep the first of duplicated keys, as `ValueRef::to_owned` does.
+            dict.entry(k).or_insert(v);
+        }
+        Ok(Value::Dict(dict))
+    }
+}
+
+/// A dictionary key read as bytes (from a byte string or a string).
+struct KeyBuf(Vec<u8>);
+
+impl<'de> serde::Deserialize<'de> for KeyBuf {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl serde::de::Visitor<'_> for KeyVisitor {
+            type Value = KeyBuf;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a byte string key")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<KeyBuf, E> {
+                Ok(KeyBuf(v.as_bytes().to_vec()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<KeyBuf, E> {
+                Ok(KeyBuf(v.into_bytes()))
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<KeyBuf, E> {
+                Ok(KeyBuf(v.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<KeyBuf, E> {
+                Ok(KeyBuf(v))
+            }
+        }
+        deserializer.deserialize_bytes(KeyVisitor)
+    }
+}

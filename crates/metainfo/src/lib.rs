@@ -15,13 +15,20 @@
 
 mod create;
 mod error;
+mod file;
 pub mod fuzzing;
 mod hash;
 mod magnet;
 pub mod merkle;
 mod path;
 mod torrent;
+mod url;
 mod version;
 
+pub use create::{CreateError, CreatedTorrent, TorrentBuilder};
+pub use error::Error;
+pub use file::{FileAttributes, FileEntry};
 pub use hash::{to_hex, HexError, InfoHashes, Sha1Hash, Sha256Hash};
+pub use magnet::{Magnet, MagnetError};
+pub use torrent::{Metainfo, ParseOptions, Strictness};
 pub use version::TorrentVersion;

@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests: locating the libtorrent corpus and running
 //! libtorrent (Debian's python3-libtorrent) with a time limit.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
 use std::io::Write;
 use std::path::PathBuf;

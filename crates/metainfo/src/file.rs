@@ -1,0 +1,639 @@
+//! The files of a torrent, laid out as libtorrent lays them out: paths relative to the download
+//! directory, offsets in the concatenated v1 byte space, padding files, symlinks, and duplicate
+//! names renamed.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+
+use crate::error::Error;
+use crate::hash::Sha256Hash;
+use crate::path;
+
+/// Largest byte offset in a torrent (all files together): 2^48 - 1.
+pub(crate) const MAX_FILE_OFFSET: u64 = (1 << 48) - 1;
+
+/// BEP 47 file attributes (`attr`: `p` padding, `x` executable, `h` hidden, `l` symlink).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct FileAttributes {
+    /// A padding file: zeros that align the next file to a piece boundary. Not written to disk.
+    pub padding: bool,
+    /// The file should be marked executable.
+    pub executable: bool,
+    /// The file should be hidden.
+    pub hidden: bool,
+    /// The entry is a symbolic link (see [`FileEntry::symlink_target`]).
+    pub symlink: bool,
+}
+
+impl FileAttributes {
+    /// Reads an `attr` string; unknown letters are ignored.
+    pub fn from_attr(attr: &[u8]) -> Self {
+        let mut a = FileAttributes::default();
+        for &c in attr {
+            match c {
+                b'p' => a.padding = true,
+                b'x' => a.executable = true,
+                b'h' => a.hidden = true,
+                b'l' => a.symlink = true,
+                _ => {}
+            }
+        }
+        a
+    }
+
+    /// The `attr` string for these attributes (letters in the order `lxhp`; empty if none).
+    pub fn to_attr(&self) -> String {
+        let mut s = String::new();
+        for (on, c) in [
+            (self.symlink, 'l'),
+            (self.executable, 'x'),
+            (self.hidden, 'h'),
+            (self.padding, 'p'),
+        ] {
+            if on {
+                s.push(c);
+            }
+        }
+        s
+    }
+}
+
+/// One file of a torrent. All fields are public and plain data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    /// The sanitised path relative to the download directory, `/`-separated: the name alone for
+    /// a single-file torrent, `name/dir/file` for a multi-file one. Exactly libtorrent's
+    /// `file_storage::file_path()`, duplicate names renamed (`file.1.txt`). Padding files the
+    /// torrent does not name get libtorrent's `.pad/<size>` names.
+    pub path: String,
+    /// The raw path components as they appear in the torrent (v1 `path` list, the v2 file tree
+    /// keys, or `name` for a single-file torrent). Empty for padding files the torrent does not
+    /// name.
+    pub path_components: Vec<Vec<u8>>,
+    /// Length in bytes (0 for symlinks).
+    pub length: u64,
+    /// Offset of the first byte in the torrent's concatenated byte space (libtorrent's
+    /// `file_offset`).
+    pub offset: u64,
+    /// BEP 47 attributes.
+    pub attributes: FileAttributes,
+    /// For symlinks: the sanitised target, relative to the download directory like `path`. A
+    /// target that does not resolve inside the torrent is replaced by the link itself, as in
+    /// libtorrent.
+    pub symlink_target: Option<String>,
+    /// v2: the root of the file's merkle tree (`None` for empty files, symlinks, padding and
+    /// v1-only torrents).
+    pub pieces_root: Option<Sha256Hash>,
+    /// Modification time (`mtime`), seconds since the epoch, if given and non-zero.
+    pub mtime: Option<i64>,
+}
+
+impl FileEntry {
+    /// True for padding files.
+    pub fn is_padding(&self) -> bool {
+        self.attributes.padding
+    }
+
+    /// One past the last byte in the torrent's byte space.
+    pub fn end(&self) -> u64 {
+        self.offset.saturating_add(self.length)
+    }
+}
+
+/// What the parser knows about a file before it is placed.
+pub(crate) struct NewFile {
+    pub(crate) path: String,
+    pub(crate) components: Vec<Vec<u8>>,
+    pub(crate) length: u64,
+    pub(crate) attributes: FileAttributes,
+    /// Sanitised symlink target, relative to the torrent's root directory.
+    pub(crate) symlink: String,
+    pub(crate) pieces_root: Option<Sha256Hash>,
+    pub(crate) mtime: i64,
+}
+
+/// Builds a file list the way libtorrent's `file_storage::add_file` does.
+pub(crate) struct Layout {
+    pub(crate) files: Vec<FileEntry>,
+    /// Per file: its path does not start with the torrent name (only unnamed v1 pad files).
+    pub(crate) no_root_dir: Vec<bool>,
+    /// Per file: the symlink target relative to the torrent root, before it is resolved.
+    pub(crate) links: Vec<String>,
+    pub(crate) total: u64,
+    /// The torrent name: the first component of the first file's path.
+    pub(crate) name: String,
+    piece_length: u64,
+    /// v2 layout: pad each file to a piece boundary.
+    v2: bool,
+    max_files: usize,
+}
+
+impl Layout {
+    pub(crate) fn new(piece_length: u64, max_files: usize) -> Self {
+        Layout {
+            files: Vec::new(),
+            no_root_dir: Vec::new(),
+            links: Vec::new(),
+            total: 0,
+            name: String::new(),
+            piece_length,
+            v2: false,
+            max_files,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    fn push(&mut self, e: FileEntry, no_root: bool, link: String) -> Result<(), Error> {
+        if self.files.len() >= self.max_files {
+            return Err(Error::TooManyFiles {
+                limit: self.max_files,
+            });
+        }
+        self.files.push(e);
+        self.no_root_dir.push(no_root);
+        self.links.push(link);
+        Ok(())
+    }
+
+    pub(crate) fn add(&mut self, f: NewFile) -> Result<(), Error> {
+        if MAX_FILE_OFFSET - self.total < f.length {
+            return Err(Error::InvalidLength {
+                length: i64::try_from(f.length).unwrap_or(i64::MAX),
+            });
+        }
+        let branch = f
+            .path
+            .rfind('/')
+            .map(|i| f.path.get(..i).unwrap_or_default());
+        if self.files.is_empty() {
+            self.name = match branch {
+                None => f.path.clone(),
+                Some(b) => b.split('/').next().unwrap_or_default().to_owned(),
+            };
+        }
+        let no_root = branch.is_some_and(|b| b.split('/').next() != Some(self.name.as_str()));
+        if f.symlink.is_empty() && f.length > 0 && f.pieces_root.is_some() {
+            self.v2 = true;
+        }
+        let mut attributes = f.attributes;
+        attributes.symlink = !f.symlink.is_empty();
+        let symlink_target = attributes.symlink.then(String::new);
+        let entry = FileEntry {
+            path: f.path,
+            path_components: f.components,
+            length: f.length,
+            offset: self.total,
+            attributes,
+            symlink_target,
+            pieces_root: f.pieces_root,
+            mtime: (f.mtime != 0).then_some(f.mtime),
+        };
+        self.push(entry, no_root, f.symlink)?;
+        self.total += f.length;
+        let rem = self.total % self.piece_length.max(1);
+        if self.v2 && rem != 0 {
+            let pad = self.piece_length - rem;
+            if self.total > MAX_FILE_OFFSET - pad {
+                return Err(Error::InvalidLength {
+                    length: i64::try_from(pad).unwrap_or(i64::MAX),
+                });
+            }
+            let entry = FileEntry {
+                path: format!("{}/.pad/{pad}", self.name),
+                path_components: Vec::new(),
+                length: pad,
+                offset: self.total,
+                attributes: FileAttributes {
+                    padding: true,
+                    ..FileAttributes::default()
+                },
+                symlink_target: None,
+                pieces_root: None,
+                mtime: None,
+            };
+            self.push(entry, false, String::new())?;
+            self.total += pad;
+        }
+        Ok(())
+    }
+
+    /// Drops the padding after the last non-empty file (hybrids made before tail padding).
+    pub(crate) fn remove_tail_padding(&mut self) {
+        let Some(last) = self.files.iter().rposition(|f| f.length > 0) else {
+            return;
+        };
+        if !self.files.get(last).is_some_and(FileEntry::is_padding) {
+            return;
+        }
+        let removed = self.files.remove(last);
+        self.no_root_dir.remove(last);
+        self.links.remove(last);
+        self.total -= removed.length;
+        for f in self.files.iter_mut().skip(last) {
+            f.offset = self.total;
+        }
+    }
+
+    /// The path of file `i` relative to the torrent's root directory.
+    fn internal_path(&self, i: usize) -> &str {
+        let Some(f) = self.files.get(i) else {
+            return "";
+        };
+        let no_root = self.no_root_dir.get(i).copied().unwrap_or(false);
+        if !no_root && f.path.contains('/') {
+            f.path.get(self.name.len() + 1..).unwrap_or(f.path.as_str())
+        } else {
+            f.path.as_str()
+        }
+    }
+
+    /// The directory of file `i` relative to the torrent root, if it has one.
+    fn internal_dir(&self, i: usize) -> Option<&str> {
+        let f = self.files.get(i)?;
+        f.path.rfind('/')?;
+        let p = self.internal_path(i);
+        Some(p.rfind('/').and_then(|s| p.get(..s)).unwrap_or(""))
+    }
+
+    /// Resolves symlink targets: a target must name a file or directory of the torrent
+    /// (directly, relative to the link's directory, or through other links); anything else is
+    /// made to point at the link itself.
+    pub(crate) fn sanitize_symlinks(&mut self) {
+        let links: Vec<usize> = (0..self.files.len())
+            .filter(|&i| self.files.get(i).is_some_and(|f| f.attributes.symlink))
+            .collect();
+        if links.is_empty() {
+            return;
+        }
+        let file_map: HashMap<String, usize> = (0..self.files.len())
+            .map(|j| (self.internal_path(j).to_owned(), j))
+            .collect();
+        let mut paths: HashSet<String> = HashSet::new();
+        let mut dir_map: HashSet<String> = HashSet::new();
+        for j in 0..self.files.len() {
+            if let Some(d) = self.internal_dir(j) {
+                if paths.insert(d.to_owned()) {
+                    let mut pv = d;
+                    while !pv.is_empty() {
+                        dir_map.insert(pv.to_owned());
+                        pv = pv.rfind('/').and_then(|s| pv.get(..s)).unwrap_or("");
+                    }
+                }
+            }
+        }
+        let is_link =
+            |j: usize, files: &[FileEntry]| files.get(j).is_some_and(|f| f.attributes.symlink);
+        let mut dir_links: HashMap<String, String> = HashMap::new();
+        let mut resolved: Vec<(usize, String)> = Vec::new();
+        let mut to_validate: Vec<(usize, String)> = Vec::new();
+        for &i in &links {
+            let target = self.links.get(i).cloned().unwrap_or_default();
+            let me = self.internal_path(i).to_owned();
+            if let Some(&j) = file_map.get(&target) {
+                if is_link(j, &self.files) {
+                    dir_links.insert(me, target.clone());
+                }
+                resolved.push((i, target));
+                continue;
+            }
+            if dir_map.contains(&target) {
+                dir_links.insert(me, target.clone());
+                resolved.push((i, target));
+                continue;
+            }
+            if let Some(dir) = self.internal_dir(i) {
+                let t = if dir.is_empty() {
+                    target.clone()
+                } else {
+                    format!("{dir}/{target}")
+                };
+                if paths.contains(&t) || dir_map.contains(&t) {
+                    dir_links.insert(me, t.clone());
+                    resolved.push((i, t));
+                    continue;
+                }
+                if let Some(&j) = file_map.get(&t) {
+                    if is_link(j, &self.files) {
+                        dir_links.insert(me, t.clone());
+                    }
+                    resolved.push((i, t));
+                    continue;
+                }
+            }
+            dir_links.insert(me, target.clone());
+            to_validate.push((i, target));
+        }
+        for (i, target) in to_validate {
+            let ok = resolve_through_links(&target, &dir_map, &dir_links, &file_map);
+            let t = if ok {
+                target
+            } else {
+                self.internal_path(i).to_owned()
+            };
+            resolved.push((i, t));
+        }
+        for (i, t) in resolved {
+            let full = if self.name.is_empty() {
+                t
+            } else if t.is_empty() {
+                self.name.clone()
+            } else {
+                format!("{}/{t}", self.name)
+            };
+            if let Some(f) = self.files.get_mut(i) {
+                f.symlink_target = Some(full);
+            }
+        }
+    }
+}
+
+/// Follows directory links in `target` (each at most once) and checks that the result names a
+/// file or directory of the torrent.
+fn resolve_through_links(
+    target: &str,
+    dir_map: &HashSet<String>,
+    dir_links: &HashMap<String, String>,
+    file_map: &HashMap<String, usize>,
+) -> bool {
+    let mut target = target.to_owned();
+    let mut traversed: HashSet<String> = HashSet::new();
+    let mut from = 0usize;
+    // Each prefix of `target` that ends before a '/'.
+    while let Some(sep) = target
+        .get(from..)
+        .and_then(|rest| rest.find('/'))
+        .map(|s| s + from)
+    {
+        let branch = target.get(..sep).unwrap_or_default().to_owned();
+        if dir_map.contains(&branch) {
+            from = sep + 1;
+            continue;
+        }
+        let Some(link) = dir_links.get(&branch) else {
+            return false;
+        };
+        if !traversed.insert(branch) {
+            return false;
+        }
+        let rest = target.get(sep + 1..).unwrap_or_default();
+        target = if link.is_empty() {
+            rest.to_owned()
+        } else {
+            format!("{link}/{rest}")
+        };
+        from = 1.min(target.len());
+    }
+    file_map.contains_key(&target) || dir_map.contains(&target)
+}
+
+/// Case-insensitive (ASCII) string key without allocation.
+#[derive(Debug, Clone)]
+struct Caseless<'a>(Cow<'a, str>);
+
+impl PartialEq for Caseless<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.eq_ignore_ascii_case(&other.0)
+    }
+}
+impl Eq for Caseless<'_> {}
+
+impl Hash for Caseless<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let b = self.0.as_bytes();
+        let mut chunks = b.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            state.write_u64(lower8(u64::from_le_bytes(w)));
+        }
+        let mut w = [0u8; 8];
+        for (d, s) in w.iter_mut().zip(chunks.remainder()) {
+            *d = s.to_ascii_lowercase();
+        }
+        state.write_u64(u64::from_le_bytes(w));
+        state.write_usize(b.len());
+    }
+}
+
+/// ASCII-lowercases eight bytes at once.
+fn lower8(x: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let low7 = x & !HIGH;
+    let ge_a = low7.wrapping_add((0x80 - u64::from(b'A')) * ONES);
+    let gt_z = low7.wrapping_add((0x80 - u64::from(b'Z') - 1) * ONES);
+    let upper = ge_a & !gt_z & !x & HIGH;
+    x | (upper >> 2)
+}
+
+/// A fast multiplicative hasher for [`Caseless`] keys (fed whole words).
+#[derive(Default)]
+struct WordHasher(u64);
+
+impl Hasher for WordHasher {
+    fn finish(&self) -> u64 {
+        // MurmurHash3's finaliser: every output bit depends on every input bit.
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct BuildWordHasher;
+
+impl std::hash::BuildHasher for BuildWordHasher {
+    type Hasher = WordHasher;
+    fn build_hasher(&self) -> WordHasher {
+        WordHasher::default()
+    }
+}
+
+/// What a name in the collision table belongs to.
+#[derive(Clone, Copy)]
+enum Owner {
+    Dir,
+    File(usize),
+    /// A name given to a renamed file; it blocks further renames but is not compared against
+    /// later files' original names (as in libtorrent).
+    Renamed,
+}
+
+/// Renames files whose paths collide (ASCII case-insensitively) with a directory or an earlier
+/// file, appending `.1`, `.2`, ... before the extension, as libtorrent does. Padding files of
+/// equal size may share a name.
+///
+/// # Errors
+/// [`Error::TooManyDuplicateFilenames`] when more than `max_collisions` candidate names were
+/// taken.
+pub(crate) fn resolve_duplicates(layout: &mut Layout, max_collisions: usize) -> Result<(), Error> {
+    // libtorrent first checks for any collision while leaving the torrent's root directory out
+    // of the table, and only when it finds one redoes the work with the root directory in.
+    let renames = match find_renames(layout, max_collisions, false)? {
+        None => return Ok(()),
+        Some(_) => find_renames(layout, max_collisions, true)?.unwrap_or_default(),
+    };
+    for (i, p) in renames {
+        if let Some(f) = layout.files.get_mut(i) {
+            f.path = p;
+        }
+    }
+    Ok(())
+}
+
+/// The renames needed, or `None` if no name collides at all.
+fn find_renames(
+    layout: &Layout,
+    max_collisions: usize,
+    include_root: bool,
+) -> Result<Option<Vec<(usize, String)>>, Error> {
+    let mut any_collision = false;
+    let renames = {
+        let name = layout.name.as_str();
+        let files = &layout.files;
+        let mut table: HashMap<Caseless<'_>, Owner, BuildWordHasher> =
+            HashMap::with_capacity_and_hasher(files.len().saturating_mul(2), BuildWordHasher);
+        // Directories first, so that no file may take a directory's name.
+        let mut last_dir: Option<&str> = None;
+        for (i, f) in files.iter().enumerate() {
+            let p = f.path.as_str();
+            let Some(slash) = p.rfind('/') else { continue };
+            let dir = p.get(..slash).unwrap_or_default();
+            if last_dir == Some(dir) {
+                continue;
+            }
+            last_dir = Some(dir);
+            if layout.no_root_dir.get(i).copied().unwrap_or(false) {
+                table.insert(Caseless(Cow::Owned(format!("{name}/{dir}"))), Owner::Dir);
+                continue;
+            }
+            // `dir` is `name` or `name/a/b`: every prefix ending before a '/' after the name,
+            // and the whole of it.
+            let inner_start = name.len() + 1;
+            if dir.len() <= name.len() {
+                if include_root {
+                    table.insert(Caseless(Cow::Borrowed(dir)), Owner::Dir);
+                }
+                continue;
+            }
+            for (k, b) in dir.bytes().enumerate().skip(inner_start) {
+                if b == b'/' {
+                    if let Some(pre) = dir.get(..k) {
+                        table.insert(Caseless(Cow::Borrowed(pre)), Owner::Dir);
+                    }
+                }
+            }
+            table.insert(Caseless(Cow::Borrowed(dir)), Owner::Dir);
+        }
+        let mut renames: Vec<(usize, String)> = Vec::new();
+        let mut collisions = 0usize;
+        for (i, f) in files.iter().enumerate() {
+            let key = Caseless(Cow::Borrowed(f.path.as_str()));
+            match table.get(&key).copied() {
+                None => {
+                    table.insert(key, Owner::File(i));
+                    continue;
+                }
+                Some(Owner::Renamed) => {
+                    any_collision = true;
+                    table.insert(key, Owner::File(i));
+                    continue;
+                }
+                Some(Owner::File(j)) => {
+                    any_collision = true;
+                    if let Some(other) = files.get(j) {
+                        if other.is_padding() && f.is_padding() && other.length == f.length {
+                            continue;
+                        }
+                    }
+                }
+                Some(Owner::Dir) => any_collision = true,
+            }
+            let base = path::remove_extension(&f.path);
+            let ext = path::extension(&f.path);
+            let mut cnt = 0u64;
+            loop {
+                cnt += 1;
+                let candidate = format!("{base}.{cnt}{ext}");
+                let k = Caseless(Cow::Owned(candidate));
+                if let std::collections::hash_map::Entry::Vacant(slot) = table.entry(k) {
+                    renames.push((i, slot.key().0.to_string()));
+                    slot.insert(Owner::Renamed);
+                    break;
+                }
+                collisions += 1;
+                if collisions > max_collisions {
+                    return Err(Error::TooManyDuplicateFilenames {
+                        limit: max_collisions,
+                    });
+                }
+            }
+        }
+        renames
+    };
+    Ok(any_collision.then_some(renames))
+}
+
+/// libtorrent's check that a hybrid torrent's v1 file list and v2 file tree agree: same number
+/// of files, same total size, and every non-empty, non-padding file at the same index with the
+/// same path, size, offset (and symlink target).
+pub(crate) fn compatible(v2: &Layout, v1: &Layout) -> bool {
+    if v2.files.len() != v1.files.len() || v2.total != v1.total {
+        return false;
+    }
+    v2.files.iter().zip(&v1.files).all(|(a, b)| {
+        let ra = !a.is_padding() && a.length > 0;
+        let rb = !b.is_padding() && b.length > 0;
+        if ra != rb {
+            return false;
+        }
+        if !ra {
+            return true;
+        }
+        a.length == b.length
+            && a.path == b.path
+            && a.offset == b.offset
+            && (!a.attributes.symlink || a.symlink_target == b.symlink_target)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lower8_matches_ascii_lowercase() {
+        let s = *b"AZaz@[`{";
+        let got = lower8(u64::from_le_bytes(s)).to_le_bytes();
+        assert_eq!(&got, b"azaz@[`{");
+        let s = [0xc1u8, b'Q', 0xdb, b'M', 0, b'0', b'Z', 0xff];
+        let got = lower8(u64::from_le_bytes(s)).to_le_bytes();
+        let want: Vec<u8> = s.iter().map(u8::to_ascii_lowercase).collect();
+        assert_eq!(&got[..], &want[..]);
+    }
+
+    #[test]
+    fn attributes_round_trip() {
+        let a = FileAttributes::from_attr(b"xph?");
+        assert!(a.padding && a.executable && a.hidden && !a.symlink);
+        assert_eq!(FileAttributes::from_attr(a.to_attr().as_bytes()), a);
+    }
+}
