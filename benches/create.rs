@@ -5,7 +5,8 @@
 //! peers, run on the same machine in the same run:
 //! * `openssl speed -seconds 2 -bytes 16384 sha1` (one core) and `openssl speed -multi <cores>`,
 //!   plus `sha256` for the hybrid limit (a hybrid hashes every byte with both);
-//! * the `sha1` crate hashing the same bytes from memory, one 256 KiB piece at a time.
+//! * the `sha1` crate hashing the same bytes from memory, one 256 KiB piece at a time;
+//! * reading the file alone, to show what the copy out of the page cache costs.
 //!
 //! Prints the ratios at the end. With `--test` (as `cargo test --benches` runs it) the file is
 //! 16 MiB and the peers are skipped.
@@ -39,6 +40,20 @@ fn write_input(path: &Path, len: u64) -> std::io::Result<()> {
     }
     f.flush()?;
     f.get_ref().set_len(len)
+}
+
+/// Reads the whole file in 64 KiB pieces (the size `TorrentBuilder` reads) and discards it.
+fn read_through(path: &Path) -> std::io::Result<u64> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        match f.read(&mut buf)? {
+            0 => return Ok(total),
+            n => total += n as u64,
+        }
+    }
 }
 
 fn builder(path: &Path, version: TorrentVersion, threads: usize) -> TorrentBuilder {
@@ -153,7 +168,7 @@ fn main() {
         (a, b) => a.or(b),
     };
     let (mut ossl_sha1, mut ossl_sha1_multi, mut ossl_sha256) = (None, None, None);
-    let (mut crate_sha1, mut crate_sha256) = (0f64, 0f64);
+    let (mut crate_sha1, mut crate_sha256, mut read_only) = (0f64, 0f64, 0f64);
     let mut ours = vec![0f64; builders.len()];
     for _round in 0..3 {
         ossl_sha1 = best(ossl_sha1, openssl_speed("sha1", None));
@@ -169,6 +184,9 @@ fn main() {
             }
         }));
         ossl_sha1_multi = best(ossl_sha1_multi, openssl_speed("sha1", Some(cores)));
+        read_only = read_only.max(best_rate(len, 1, || {
+            let _ = std::hint::black_box(read_through(&path));
+        }));
         for (slot, (_, _, _, b)) in ours.iter_mut().zip(&builders) {
             *slot = slot.max(best_rate(len, 1, || {
                 let _ = std::hint::black_box(b.build());
@@ -202,6 +220,7 @@ fn main() {
         "sha256 (merkle::hash_leaf), 16 KiB blocks",
         Some(crate_sha256),
     );
+    show("reading the file alone, 64 KiB reads", Some(read_only));
 
     // The per-byte limit of one core: SHA-1 alone for v1, SHA-1 then SHA-256 for hybrids.
     let sha1_limit = ossl_sha1.unwrap_or(crate_sha1);
@@ -225,6 +244,15 @@ fn main() {
             if v1 { "SHA-1" } else { "SHA-1+SHA-256" },
             100.0 * per_core / crate_limit,
         );
+        if *threads == 1 {
+            // What one core can do when it must also copy the bytes out of the page cache.
+            let with_read = 1.0 / (1.0 / limit + 1.0 / read_only);
+            line.push_str(&format!(
+                "; {:.0}% of read-then-hash ({})",
+                100.0 * rate / with_read,
+                mbs(with_read)
+            ));
+        }
         if v1 && *threads > 1 {
             if let Some(m) = ossl_sha1_multi {
                 line.push_str(&format!("; {:.0}% of openssl -multi", 100.0 * rate / m));

@@ -44,8 +44,10 @@ use crate::version::TorrentVersion;
 /// Deepest directory nesting walked.
 const MAX_DEPTH: usize = 256;
 
-/// Bytes read from a file at a time by one worker.
-const READ_CHUNK: usize = 1024 * 1024;
+/// Bytes read from a file at a time by one worker. Small enough that the buffer stays in the
+/// core's cache between the read and the hashing: copying out of the page cache into a buffer
+/// of a few MiB measured several times slower than into one of 64 KiB.
+const READ_CHUNK: usize = 64 * 1024;
 
 /// Name of the directory that pad files live in.
 const PAD_DIR: &str = ".pad";
@@ -322,7 +324,7 @@ impl TorrentBuilder {
     }
 
     /// A callback told, from the hashing threads, how many content bytes have been hashed so
-    /// far and how many there are in all. It is called after every read of up to 1 MiB; calls
+    /// far and how many there are in all. It is called after every read of up to 64 KiB; calls
     /// from different threads may arrive slightly out of order.
     pub fn on_progress(mut self, f: impl Fn(u64, u64) + Send + Sync + 'static) -> Self {
         self.progress = Some(Arc::new(f));
