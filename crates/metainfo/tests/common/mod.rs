@@ -2,7 +2,7 @@
 //! libtorrent (Debian's python3-libtorrent) with a time limit.
 #![allow(dead_code, clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -43,7 +43,8 @@ pub fn libtorrent_available() -> bool {
 }
 
 /// Runs a Python script with libtorrent, passing `args`, killing it after `timeout`.
-/// Returns stdout; panics with stderr if the script fails or times out.
+/// Returns stdout; panics with stderr if the script fails or times out. Output is drained on
+/// background threads so that a chatty script cannot block on a full pipe.
 pub fn run_python(script: &str, args: &[&str], timeout: Duration) -> String {
     let mut child = Command::new(PYTHON)
         .arg("-")
@@ -53,33 +54,40 @@ pub fn run_python(script: &str, args: &[&str], timeout: Duration) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn python");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(script.as_bytes())
-        .expect("write script");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(script.as_bytes()).expect("write script");
+    drop(stdin);
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr")));
     let start = Instant::now();
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            break;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
         }
         if start.elapsed() > timeout {
             let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
+            let _ = child.wait();
+            let stderr = err.join().unwrap_or_default();
             panic!(
                 "libtorrent script timed out after {timeout:?}\nstderr:\n{}",
-                String::from_utf8_lossy(&out.stderr)
+                String::from_utf8_lossy(&stderr)
             );
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("output");
+    };
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
     assert!(
-        out.status.success(),
-        "libtorrent script failed: {}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+        status.success(),
+        "libtorrent script failed: {status}\nstderr:\n{}",
+        String::from_utf8_lossy(&stderr)
     );
-    String::from_utf8(out.stdout).expect("utf-8 stdout")
+    String::from_utf8(stdout).expect("utf-8 stdout")
 }
