@@ -150,7 +150,7 @@ impl Token {
     }
 }
 
-fn meta(kind: Kind, count: u32) -> u32 {
+const fn meta(kind: Kind, count: u32) -> u32 {
     let k = match kind {
         Kind::Int => 0,
         Kind::Bytes => 1,
@@ -159,6 +159,11 @@ fn meta(kind: Kind, count: u32) -> u32 {
     };
     (k << KIND_SHIFT) | (count & COUNT_MASK)
 }
+
+/// `meta` of every byte string token.
+const BYTES_META: u32 = meta(Kind::Bytes, 0);
+/// `meta` of every integer token.
+const INT_META: u32 = meta(Kind::Int, 0);
 
 /// A decoded document: the input it borrows, the tape, and any warnings (lenient mode).
 #[derive(Debug, Clone)]
@@ -535,17 +540,39 @@ fn parse_validated_int(digits: &[u8]) -> Option<i64> {
     Some(acc)
 }
 
-/// An open list or dictionary while decoding.
+/// What an open frame of the decoder is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FrameKind {
+    /// The bottom of the stack: accepts exactly one value, the root.
+    Root,
+    /// An open list.
+    List,
+    /// An open dictionary.
+    Dict,
+}
+
+/// An open list or dictionary (or the root slot) while decoding.
 #[derive(Debug, Clone, Copy)]
 struct Frame {
+    /// Tape index of the container's token (unused for the root slot).
     tok: u32,
-    dict: bool,
+    kind: FrameKind,
     /// Dictionaries: the next value read is a key.
     want_key: bool,
     /// Children completed (list elements or dictionary entries).
     count: u32,
     /// Dictionaries: payload range of the last key, for the order check.
     last_key: (u32, u32),
+}
+
+impl Frame {
+    const ROOT: Frame = Frame {
+        tok: 0,
+        kind: FrameKind::Root,
+        want_key: false,
+        count: 0,
+        last_key: (0, 0),
+    };
 }
 
 /// Tape slots reserved up front: one per 8 input bytes (typical torrents average 8–12 bytes per
@@ -565,26 +592,69 @@ const fn initial_capacity(input_len: usize, max_tokens: usize) -> usize {
     }
 }
 
+/// Where a byte string length being read stops growing: past any input the decoder accepts, and
+/// small enough that `10 * LENGTH_CLAMP + 9` fits in a `u64`.
+const LENGTH_CLAMP: u64 = 1 << 40;
+
+/// Reads the length of the byte string at `start` (which holds a digit): the length (clamped
+/// at [`LENGTH_CLAMP`]) and the offset of the ':' after it, or what is wrong and where.
+fn string_length(input: &[u8], start: usize) -> Result<(u64, usize), (ErrorKind, usize)> {
+    let mut i = start;
+    let mut len = 0u64;
+    loop {
+        let Some(&d) = input.get(i) else {
+            return Err((ErrorKind::UnexpectedEof, i));
+        };
+        let v = d.wrapping_sub(b'0');
+        if v < 10 {
+            // Clamped rather than overflowing: anything past the input (which is below 4 GiB)
+            // is rejected by the caller.
+            len = (len * 10 + u64::from(v)).min(LENGTH_CLAMP);
+            i += 1;
+        } else if d == b':' && i > start {
+            return Ok((len, i));
+        } else {
+            return Err((ErrorKind::BadStringLength, i));
+        }
+    }
+}
+
 /// Raw byte order of two keys, deciding on the first byte without a call when it differs (the
 /// usual case for sorted keys).
 #[inline]
 fn cmp_keys(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     match (a.first(), b.first()) {
         (Some(x), Some(y)) if x != y => x.cmp(y),
-        _ => a.cmp(b),
+        _ => cmp_keys_slow(a, b),
     }
 }
 
+/// The whole comparison, kept out of line so that the first-byte test stays a test.
+#[inline(never)]
+fn cmp_keys_slow(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    a.cmp(b)
+}
+
+/// The decoder's state outside its hot loop: settings, the frames below the innermost one, and
+/// warnings. The tape, the position and the innermost frame live in locals of [`Decoder::run`].
 struct Decoder<'a> {
     input: &'a [u8],
-    pos: usize,
     opts: DecodeOptions,
     /// `opts.max_tokens`, capped at what the tape can count.
     max_tokens: usize,
-    tokens: Vec<Token>,
-    /// Open containers, innermost last.
+    /// The frames enclosing the innermost one, outermost (the root slot) first.
     stack: Vec<Frame>,
     warnings: Vec<Warning>,
+}
+
+/// Appends `t` to the tape unless it already holds `max` tokens (then returns false).
+#[inline(always)]
+fn push(tokens: &mut Vec<Token>, max: usize, t: Token) -> bool {
+    if tokens.len() >= max {
+        return false;
+    }
+    tokens.push(t);
+    true
 }
 
 impl<'a> Decoder<'a> {
@@ -592,205 +662,241 @@ impl<'a> Decoder<'a> {
         let max_tokens = opts.max_tokens.min(TOKEN_CEILING);
         Decoder {
             input,
-            pos: 0,
             opts,
             max_tokens,
-            tokens: Vec::with_capacity(initial_capacity(input.len(), max_tokens)),
             stack: Vec::new(),
             warnings: Vec::new(),
         }
     }
 
-    fn path(&self) -> Path {
-        let mut segs = Vec::with_capacity(self.stack.len());
-        for f in &self.stack {
-            if f.dict {
-                if f.want_key {
-                    break;
+    /// The key path to the value being read, `top` being the innermost frame.
+    #[cold]
+    #[inline(never)]
+    fn path(&self, top: Frame) -> Path {
+        let mut segs = Vec::with_capacity(self.stack.len() + 1);
+        for f in self.stack.iter().chain(std::iter::once(&top)) {
+            match f.kind {
+                FrameKind::Root => {}
+                FrameKind::Dict => {
+                    if f.want_key {
+                        break;
+                    }
+                    let key = self
+                        .input
+                        .get(f.last_key.0 as usize..f.last_key.1 as usize)
+                        .unwrap_or_default();
+                    segs.push(PathSegment::Key(key.to_vec()));
                 }
-                let key = self
-                    .input
-                    .get(f.last_key.0 as usize..f.last_key.1 as usize)
-                    .unwrap_or_default();
-                segs.push(PathSegment::Key(key.to_vec()));
-            } else {
-                segs.push(PathSegment::Index(f.count as usize));
+                FrameKind::List => segs.push(PathSegment::Index(f.count as usize)),
             }
         }
         Path(segs)
     }
 
     #[cold]
-    fn err(&self, kind: ErrorKind, offset: usize) -> Error {
+    #[inline(never)]
+    fn err(&self, top: Frame, kind: ErrorKind, offset: usize) -> Error {
         Error {
             kind,
             offset,
-            path: self.path(),
+            path: self.path(top),
         }
     }
 
     #[cold]
-    fn irregular(&mut self, kind: Irregularity, offset: usize) -> Result<(), Error> {
+    #[inline(never)]
+    fn too_many_tokens(&self, top: Frame, offset: usize) -> Error {
+        let limit = self.max_tokens;
+        self.err(top, ErrorKind::TooManyTokens { limit }, offset)
+    }
+
+    /// A non-canonical encoding: an error in strict mode, a warning in lenient mode.
+    #[cold]
+    #[inline(never)]
+    fn irregular(&mut self, top: Frame, kind: Irregularity, offset: usize) -> Result<(), Error> {
         match self.opts.mode {
-            Mode::Strict => Err(self.err(ErrorKind::NonCanonical(kind), offset)),
+            Mode::Strict => Err(self.err(top, ErrorKind::NonCanonical(kind), offset)),
             Mode::Lenient => {
-                let path = self.path();
+                let path = self.path(top);
                 self.warnings.push(Warning { kind, offset, path });
                 Ok(())
             }
         }
     }
 
-    #[inline]
-    fn push_token(&mut self, t: Token, offset: usize) -> Result<(), Error> {
-        if self.tokens.len() >= self.max_tokens {
-            let limit = self.max_tokens;
-            return Err(self.err(ErrorKind::TooManyTokens { limit }, offset));
-        }
-        self.tokens.push(t);
-        Ok(())
-    }
-
+    /// Decodes the whole input in one pass without recursion.
+    ///
+    /// One `match` on the byte that starts each value; byte strings and integers are read
+    /// inline; everything that builds an error or a warning is out of line.
     fn run(mut self) -> Result<Document<'a>, Error> {
-        if u32::try_from(self.input.len()).is_err() {
-            return Err(self.err(
-                ErrorKind::InputTooLarge {
-                    len: self.input.len(),
-                },
-                0,
-            ));
-        }
         let input = self.input;
+        if u32::try_from(input.len()).is_err() {
+            let len = input.len();
+            return Err(self.err(Frame::ROOT, ErrorKind::InputTooLarge { len }, 0));
+        }
+        let max_tokens = self.max_tokens;
+        let max_depth = self.opts.max_depth;
+        let mut tokens: Vec<Token> = Vec::with_capacity(initial_capacity(input.len(), max_tokens));
+        let mut top = Frame::ROOT;
+        let mut pos = 0usize;
         loop {
-            let start = self.pos;
+            let start = pos;
             let Some(&c) = input.get(start) else {
-                return Err(self.err(ErrorKind::UnexpectedEof, start));
+                return Err(self.err(top, ErrorKind::UnexpectedEof, start));
             };
-            let at_key = matches!(
-                self.stack.last(),
-                Some(Frame {
-                    dict: true,
-                    want_key: true,
-                    ..
-                })
-            );
-            if at_key {
-                match c {
-                    b'0'..=b'9' => {
-                        let (payload, end) = self.parse_bytes(start, c)?;
-                        self.key_done(start, payload, end)?;
+            match c {
+                b'0'..=b'9' => {
+                    // `<len>:<payload>`; `i` ends on the ':'. Lengths of one or two digits
+                    // (nearly all keys and names) are read without a loop.
+                    let d1 = input.get(start + 1).copied().unwrap_or(0);
+                    let d2 = input.get(start + 2).copied().unwrap_or(0);
+                    let (len, i) = if d1 == b':' {
+                        (u64::from(c - b'0'), start + 1)
+                    } else if d1.is_ascii_digit() && d2 == b':' {
+                        (u64::from(c - b'0') * 10 + u64::from(d1 - b'0'), start + 2)
+                    } else {
+                        match string_length(input, start) {
+                            Ok(found) => found,
+                            Err((kind, at)) => return Err(self.err(top, kind, at)),
+                        }
+                    };
+                    if c == b'0' && i > start + 1 {
+                        self.irregular(top, Irregularity::LeadingZeros, start)?;
+                    }
+                    let payload = i + 1;
+                    // `payload <= input.len()`: the ':' at `i` is in the input.
+                    if len > (input.len() - payload) as u64 {
+                        return Err(self.err(top, ErrorKind::BadStringLength, start));
+                    }
+                    let end = payload + len as usize;
+                    let t = Token {
+                        start: start as u32,
+                        end: end as u32,
+                        aux: payload as u32,
+                        meta: BYTES_META,
+                    };
+                    if !push(&mut tokens, max_tokens, t) {
+                        return Err(self.too_many_tokens(top, start));
+                    }
+                    pos = end;
+                    if top.want_key {
+                        let prev = top.last_key;
+                        top.last_key = (payload as u32, end as u32);
+                        top.want_key = false;
+                        if top.count > 0 {
+                            let key = input.get(payload..end).unwrap_or_default();
+                            let prev = input
+                                .get(prev.0 as usize..prev.1 as usize)
+                                .unwrap_or_default();
+                            match cmp_keys(key, prev) {
+                                std::cmp::Ordering::Greater => {}
+                                std::cmp::Ordering::Equal => {
+                                    self.irregular(top, Irregularity::DuplicateKey, start)?;
+                                }
+                                std::cmp::Ordering::Less => {
+                                    self.irregular(top, Irregularity::UnsortedKeys, start)?;
+                                }
+                            }
+                        }
+                        // A key is not a value of its own: read the value next.
                         continue;
                     }
-                    b'e' => self.close(start)?,
-                    _ => return Err(self.err(ErrorKind::KeyNotString, start)),
                 }
-            } else {
-                match c {
-                    b'i' => self.parse_int(start)?,
-                    b'0'..=b'9' => {
-                        self.parse_bytes(start, c)?;
+                _ if top.want_key => {
+                    if c != b'e' {
+                        return Err(self.err(top, ErrorKind::KeyNotString, start));
                     }
-                    b'l' | b'd' => {
-                        self.open(start, c == b'd')?;
-                        continue;
-                    }
-                    b'e' => self.close(start)?,
-                    _ => return Err(self.err(ErrorKind::UnexpectedByte(c), start)),
+                    top = self.close(&mut tokens, top, start);
+                    pos = start + 1;
                 }
+                b'i' => {
+                    pos = self.int(&mut tokens, top, start)?;
+                }
+                b'l' | b'd' => {
+                    if self.stack.len() >= max_depth {
+                        let limit = max_depth;
+                        return Err(self.err(top, ErrorKind::DepthExceeded { limit }, start));
+                    }
+                    let tok = tokens.len() as u32;
+                    let t = Token {
+                        start: start as u32,
+                        end: 0,
+                        aux: 0,
+                        meta: 0,
+                    };
+                    if !push(&mut tokens, max_tokens, t) {
+                        return Err(self.too_many_tokens(top, start));
+                    }
+                    self.stack.push(top);
+                    let dict = c == b'd';
+                    top = Frame {
+                        tok,
+                        kind: if dict {
+                            FrameKind::Dict
+                        } else {
+                            FrameKind::List
+                        },
+                        want_key: dict,
+                        count: 0,
+                        last_key: (0, 0),
+                    };
+                    pos = start + 1;
+                    continue;
+                }
+                b'e' => {
+                    match top.kind {
+                        FrameKind::List => {}
+                        FrameKind::Dict => {
+                            return Err(self.err(top, ErrorKind::MissingValue, start));
+                        }
+                        FrameKind::Root => {
+                            return Err(self.err(top, ErrorKind::UnexpectedByte(b'e'), start));
+                        }
+                    }
+                    top = self.close(&mut tokens, top, start);
+                    pos = start + 1;
+                }
+                _ => return Err(self.err(top, ErrorKind::UnexpectedByte(c), start)),
             }
             // A value just ended: count it in its container, or stop after the root.
-            match self.stack.last_mut() {
-                Some(f) => {
-                    f.count += 1;
-                    f.want_key = f.dict;
-                }
-                None => break,
+            if top.kind == FrameKind::Root {
+                break;
             }
+            top.count += 1;
+            top.want_key = top.kind == FrameKind::Dict;
         }
-        if self.pos != self.input.len() {
-            self.irregular(Irregularity::TrailingData, self.pos)?;
+        if pos != input.len() {
+            self.irregular(top, Irregularity::TrailingData, pos)?;
         }
         Ok(Document {
-            input: self.input,
-            tokens: self.tokens,
+            input,
+            tokens,
             warnings: self.warnings,
         })
     }
 
-    fn open(&mut self, start: usize, dict: bool) -> Result<(), Error> {
-        if self.stack.len() >= self.opts.max_depth {
-            let limit = self.opts.max_depth;
-            return Err(self.err(ErrorKind::DepthExceeded { limit }, start));
-        }
-        let tok = self.tokens.len() as u32;
-        self.push_token(
-            Token {
-                start: start as u32,
-                end: 0,
-                aux: 0,
-                meta: 0,
-            },
-            start,
-        )?;
-        self.stack.push(Frame {
-            tok,
-            dict,
-            want_key: dict,
-            count: 0,
-            last_key: (0, 0),
-        });
-        self.pos = start + 1;
-        Ok(())
-    }
-
-    /// An `e`: closes the innermost container.
-    fn close(&mut self, start: usize) -> Result<(), Error> {
-        let Some(f) = self.stack.last().copied() else {
-            return Err(self.err(ErrorKind::UnexpectedByte(b'e'), start));
+    /// An `e` that closes the innermost container `top`: fills in its token and returns the
+    /// frame that encloses it.
+    #[inline]
+    fn close(&mut self, tokens: &mut [Token], top: Frame, start: usize) -> Frame {
+        let next = tokens.len() as u32;
+        let kind = if top.kind == FrameKind::Dict {
+            Kind::Dict
+        } else {
+            Kind::List
         };
-        if f.dict && !f.want_key {
-            return Err(self.err(ErrorKind::MissingValue, start));
-        }
-        self.stack.pop();
-        let next = self.tokens.len() as u32;
-        let kind = if f.dict { Kind::Dict } else { Kind::List };
-        if let Some(t) = self.tokens.get_mut(f.tok as usize) {
+        if let Some(t) = tokens.get_mut(top.tok as usize) {
             t.end = (start + 1) as u32;
             t.aux = next;
-            t.meta = meta(kind, f.count);
+            t.meta = meta(kind, top.count);
         }
-        self.pos = start + 1;
-        Ok(())
+        self.stack.pop().unwrap_or(Frame::ROOT)
     }
 
-    /// A dictionary key just ended (payload `payload..end`): check its order.
+    /// `i<digits>e` at `start`, in one pass; returns the offset after it. Malformed integers are
+    /// reported at the `i`.
     #[inline]
-    fn key_done(&mut self, start: usize, payload: usize, end: usize) -> Result<(), Error> {
-        let Some(f) = self.stack.last_mut() else {
-            return Ok(());
-        };
-        let prev = f.last_key;
-        let had_prev = f.count > 0;
-        f.last_key = (payload as u32, end as u32);
-        f.want_key = false;
-        if had_prev {
-            let key = self.input.get(payload..end).unwrap_or_default();
-            let prev = self
-                .input
-                .get(prev.0 as usize..prev.1 as usize)
-                .unwrap_or_default();
-            match cmp_keys(key, prev) {
-                std::cmp::Ordering::Greater => {}
-                std::cmp::Ordering::Equal => self.irregular(Irregularity::DuplicateKey, start)?,
-                std::cmp::Ordering::Less => self.irregular(Irregularity::UnsortedKeys, start)?,
-            }
-        }
-        Ok(())
-    }
-
-    /// `i<digits>e`, in one pass. Malformed integers are reported at the `i`.
-    #[inline]
-    fn parse_int(&mut self, start: usize) -> Result<(), Error> {
+    fn int(&mut self, tokens: &mut Vec<Token>, top: Frame, start: usize) -> Result<usize, Error> {
         let input = self.input;
         let mut i = start + 1;
         let neg = input.get(i) == Some(&b'-');
@@ -799,95 +905,50 @@ impl<'a> Decoder<'a> {
         }
         let digits = i;
         let mut magnitude: u64 = 0;
-        let mut overflow = false;
         loop {
-            match input.get(i) {
-                Some(&d) if d.is_ascii_digit() => {
-                    match magnitude
-                        .checked_mul(10)
-                        .and_then(|m| m.checked_add(u64::from(d - b'0')))
-                    {
-                        Some(m) => magnitude = m,
-                        None => overflow = true,
-                    }
-                    i += 1;
-                }
-                Some(b'e') => break,
-                Some(_) => return Err(self.err(ErrorKind::MalformedInteger, start)),
-                None => return Err(self.err(ErrorKind::UnexpectedEof, i)),
+            let Some(&d) = input.get(i) else {
+                return Err(self.err(top, ErrorKind::UnexpectedEof, i));
+            };
+            let v = d.wrapping_sub(b'0');
+            if v < 10 {
+                // Saturates: anything past `i64` is rejected below.
+                magnitude = magnitude.saturating_mul(10).saturating_add(u64::from(v));
+                i += 1;
+            } else if d == b'e' {
+                break;
+            } else {
+                return Err(self.err(top, ErrorKind::MalformedInteger, start));
             }
         }
         let ndigits = i - digits;
         if ndigits == 0 {
-            return Err(self.err(ErrorKind::MalformedInteger, start));
+            return Err(self.err(top, ErrorKind::MalformedInteger, start));
         }
         let limit = if neg {
             i64::MIN.unsigned_abs()
         } else {
             i64::MAX.unsigned_abs()
         };
-        if overflow || magnitude > limit {
-            return Err(self.err(ErrorKind::IntegerOverflow, start));
+        if magnitude > limit {
+            return Err(self.err(top, ErrorKind::IntegerOverflow, start));
         }
         if ndigits > 1 && input.get(digits) == Some(&b'0') {
-            self.irregular(Irregularity::LeadingZeros, start)?;
+            self.irregular(top, Irregularity::LeadingZeros, start)?;
         }
         if neg && magnitude == 0 {
-            self.irregular(Irregularity::NegativeZero, start)?;
+            self.irregular(top, Irregularity::NegativeZero, start)?;
         }
         let end = i + 1;
-        self.push_token(
-            Token {
-                start: start as u32,
-                end: end as u32,
-                aux: 0,
-                meta: meta(Kind::Int, 0),
-            },
-            start,
-        )?;
-        self.pos = end;
-        Ok(())
-    }
-
-    /// `<len>:<bytes>`; `first` is the digit at `start`. Returns the payload range.
-    #[inline]
-    fn parse_bytes(&mut self, start: usize, first: u8) -> Result<(usize, usize), Error> {
-        let input = self.input;
-        let mut i = start + 1;
-        // Saturates rather than overflows: any length past the input is rejected below.
-        let mut len = u64::from(first - b'0');
-        loop {
-            match input.get(i) {
-                Some(&d) if d.is_ascii_digit() => {
-                    len = len.saturating_mul(10).saturating_add(u64::from(d - b'0'));
-                    i += 1;
-                }
-                Some(b':') => break,
-                Some(_) => return Err(self.err(ErrorKind::BadStringLength, i)),
-                None => return Err(self.err(ErrorKind::UnexpectedEof, i)),
-            }
-        }
-        if first == b'0' && i > start + 1 {
-            self.irregular(Irregularity::LeadingZeros, start)?;
-        }
-        let payload = i + 1;
-        let remaining = input.len() - payload;
-        let len = match usize::try_from(len) {
-            Ok(len) if len <= remaining => len,
-            _ => return Err(self.err(ErrorKind::BadStringLength, start)),
+        let t = Token {
+            start: start as u32,
+            end: end as u32,
+            aux: 0,
+            meta: INT_META,
         };
-        let end = payload + len;
-        self.push_token(
-            Token {
-                start: start as u32,
-                end: end as u32,
-                aux: payload as u32,
-                meta: meta(Kind::Bytes, 0),
-            },
-            start,
-        )?;
-        self.pos = end;
-        Ok((payload, end))
+        if !push(tokens, self.max_tokens, t) {
+            return Err(self.too_many_tokens(top, start));
+        }
+        Ok(end)
     }
 }
 

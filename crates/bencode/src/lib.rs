@@ -76,6 +76,7 @@ mod decode;
 mod encode;
 mod error;
 pub mod fuzzing;
+mod scan;
 mod ser;
 mod value;
 
@@ -87,5 +88,6 @@ pub use decode::{
 };
 pub use encode::{put_bytes, put_int, DictBuilder, Encode};
 pub use error::{Error, ErrorKind, Irregularity, Path, PathSegment, Warning};
+pub use scan::find_root_value;
 pub use ser::{to_bytes, to_writer, DictSerializer, SeqSerializer, SerError, Serializer};
 pub use value::Value;

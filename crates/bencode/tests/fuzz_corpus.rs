@@ -1,6 +1,7 @@
 //! Replays the checked-in fuzz seed corpus (`fuzz/corpus/bencode_decode`) through the fuzz
 //! entry point, so the ordinary test suite exercises the same checks as the fuzzer.
 
+#![allow(clippy::expect_used)]
 use std::path::PathBuf;
 
 #[test]

@@ -6,6 +6,8 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
+use bytes::Bytes;
+
 use crate::error::Error;
 use crate::hash::Sha256Hash;
 use crate::path;
@@ -59,7 +61,8 @@ impl FileAttributes {
     }
 }
 
-/// One file of a torrent. All fields are public and plain data.
+/// One file of a torrent. The fields are public and plain data; the raw path components are
+/// read through [`path_components`](Self::path_components).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileEntry {
     /// The sanitised path relative to the download directory, `/`-separated: the name alone for
@@ -67,10 +70,6 @@ pub struct FileEntry {
     /// `file_storage::file_path()`, duplicate names renamed (`file.1.txt`). Padding files the
     /// torrent does not name get libtorrent's `.pad/<size>` names.
     pub path: String,
-    /// The raw path components as they appear in the torrent (v1 `path` list, the v2 file tree
-    /// keys, or `name` for a single-file torrent). Empty for padding files the torrent does not
-    /// name.
-    pub path_components: Vec<Vec<u8>>,
     /// Length in bytes (0 for symlinks).
     pub length: u64,
     /// Offset of the first byte in the torrent's concatenated byte space (libtorrent's
@@ -87,6 +86,8 @@ pub struct FileEntry {
     pub pieces_root: Option<Sha256Hash>,
     /// Modification time (`mtime`), seconds since the epoch, if given and non-zero.
     pub mtime: Option<i64>,
+    /// The raw path components, still encoded (see [`RawPath`]).
+    raw_path: RawPath,
 }
 
 impl FileEntry {
@@ -95,16 +96,92 @@ impl FileEntry {
         self.attributes.padding
     }
 
+    /// The raw path components as they appear in the torrent (v1 `path` list, the v2 file tree
+    /// keys, or `name` for a single-file torrent). Empty for padding files the torrent does not
+    /// name.
+    ///
+    /// They are kept encoded (for a v1 torrent, as a view into the torrent's bytes) and copied
+    /// out on each call; [`path_component_iter`](Self::path_component_iter) borrows them instead.
+    pub fn path_components(&self) -> Vec<Vec<u8>> {
+        self.raw_path.iter().map(<[u8]>::to_vec).collect()
+    }
+
+    /// The raw path components, borrowed: the same as [`path_components`](Self::path_components)
+    /// without copying.
+    pub fn path_component_iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.raw_path.iter()
+    }
+
     /// One past the last byte in the torrent's byte space.
     pub fn end(&self) -> u64 {
         self.offset.saturating_add(self.length)
     }
 }
 
+/// A file's raw path components as a run of bencoded byte strings (`3:dir5:a.txt`): for a v1
+/// torrent the inside of its `path` list, shared with the torrent's bytes rather than copied.
+#[derive(Clone, Default)]
+pub(crate) struct RawPath(Bytes);
+
+impl RawPath {
+    /// Wraps bencoded byte strings laid end to end.
+    pub(crate) fn from_encoded(encoded: Bytes) -> Self {
+        RawPath(encoded)
+    }
+
+    /// The components, decoded. Stops early at anything that is not a byte string (which the
+    /// parser never stores).
+    pub(crate) fn iter(&self) -> RawPathIter<'_> {
+        RawPathIter(&self.0)
+    }
+}
+
+impl PartialEq for RawPath {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for RawPath {}
+
+impl std::fmt::Debug for RawPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(|c| c.escape_ascii().to_string()))
+            .finish()
+    }
+}
+
+/// Iterator over the components of a [`RawPath`].
+pub(crate) struct RawPathIter<'a>(&'a [u8]);
+
+impl<'a> Iterator for RawPathIter<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let colon = self.0.iter().position(|&b| b == b':')?;
+        let mut len = 0usize;
+        for &d in self.0.get(..colon)? {
+            if !d.is_ascii_digit() {
+                self.0 = &[];
+                return None;
+            }
+            len = len.checked_mul(10)?.checked_add(usize::from(d - b'0'))?;
+        }
+        let payload = self.0.get(colon + 1..)?;
+        let Some((component, rest)) = payload.split_at_checked(len) else {
+            self.0 = &[];
+            return None;
+        };
+        self.0 = rest;
+        Some(component)
+    }
+}
+
 /// What the parser knows about a file before it is placed.
 pub(crate) struct NewFile {
     pub(crate) path: String,
-    pub(crate) components: Vec<Vec<u8>>,
+    pub(crate) raw_path: RawPath,
     pub(crate) length: u64,
     pub(crate) attributes: FileAttributes,
     /// Sanitised symlink target, relative to the torrent's root directory.
@@ -118,8 +195,9 @@ pub(crate) struct Layout {
     pub(crate) files: Vec<FileEntry>,
     /// Per file: its path does not start with the torrent name (only unnamed v1 pad files).
     pub(crate) no_root_dir: Vec<bool>,
-    /// Per file: the symlink target relative to the torrent root, before it is resolved.
-    pub(crate) links: Vec<String>,
+    /// For each symlink, in file order: its index and its target relative to the torrent root,
+    /// before it is resolved.
+    pub(crate) links: Vec<(usize, String)>,
     pub(crate) total: u64,
     /// The torrent name: the first component of the first file's path.
     pub(crate) name: String,
@@ -127,6 +205,13 @@ pub(crate) struct Layout {
     /// v2 layout: pad each file to a piece boundary.
     v2: bool,
     max_files: usize,
+    /// ASCII-case-insensitive hashes of the directories and file paths added so far, for the
+    /// quick collision check in [`resolve_duplicates`]; taken while each path is fresh in cache.
+    names: HashSet64,
+    /// Two names (or a file and a directory) may be the same: their hashes are.
+    maybe_collision: bool,
+    /// The directory of the last file added, whose names are in `names` already.
+    last_dir: String,
 }
 
 impl Layout {
@@ -140,11 +225,63 @@ impl Layout {
             piece_length,
             v2: false,
             max_files,
+            names: HashSet64::with_capacity(0),
+            maybe_collision: false,
+            last_dir: String::new(),
         }
     }
 
     pub(crate) fn len(&self) -> usize {
         self.files.len()
+    }
+
+    /// Makes room for `additional` more files (no more than the file limit allows), so that a
+    /// long file list is not copied as it grows. `additional` comes from a decoded list, so it
+    /// is bounded by the size of the input.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        let room = self.max_files.saturating_sub(self.files.len());
+        let n = additional.min(room);
+        self.files.reserve_exact(n);
+        self.no_root_dir.reserve_exact(n);
+        self.names.reserve(n);
+    }
+
+    /// Adds the names [`find_renames`] would put in its table for a file at `path` (its
+    /// directories below the root, then the path itself) to `names`, noting any repeat. A
+    /// directory may repeat a directory; nothing else may repeat anything.
+    fn note_names(&mut self, path: &str, no_root: bool) {
+        if self.maybe_collision {
+            return;
+        }
+        if let Some(slash) = rfind_slash(path.as_bytes()) {
+            let dir = path.get(..slash).unwrap_or_default();
+            if dir != self.last_dir {
+                self.last_dir.clear();
+                self.last_dir.push_str(dir);
+                let name_len = self.name.len();
+                if no_root {
+                    let full = format!("{}/{dir}", self.name);
+                    self.note(caseless_hash(&full), Tag::Dir);
+                } else if dir.len() > name_len {
+                    for (k, b) in dir.bytes().enumerate().skip(name_len + 1) {
+                        if b == b'/' {
+                            let pre = dir.get(..k).unwrap_or_default();
+                            self.note(caseless_hash(pre), Tag::Dir);
+                        }
+                    }
+                    self.note(caseless_hash(dir), Tag::Dir);
+                }
+            }
+        }
+        self.note(caseless_hash(path), Tag::File);
+    }
+
+    fn note(&mut self, hash: u64, tag: Tag) {
+        match self.names.insert(hash, tag) {
+            None | Some(Tag::Dir) if tag == Tag::Dir => {}
+            None => {}
+            Some(_) => self.maybe_collision = true,
+        }
     }
 
     fn push(&mut self, e: FileEntry, no_root: bool, link: String) -> Result<(), Error> {
@@ -153,10 +290,20 @@ impl Layout {
                 limit: self.max_files,
             });
         }
+        if !link.is_empty() {
+            self.links.push((self.files.len(), link));
+        }
         self.files.push(e);
         self.no_root_dir.push(no_root);
-        self.links.push(link);
         Ok(())
+    }
+
+    /// The symlink target of file `i` as read from the torrent (empty if it is not a link).
+    fn link(&self, i: usize) -> &str {
+        match self.links.binary_search_by_key(&i, |(j, _)| *j) {
+            Ok(k) => self.links.get(k).map_or("", |(_, t)| t.as_str()),
+            Err(_) => "",
+        }
     }
 
     pub(crate) fn add(&mut self, f: NewFile) -> Result<(), Error> {
@@ -165,17 +312,24 @@ impl Layout {
                 length: i64::try_from(f.length).unwrap_or(i64::MAX),
             });
         }
-        let branch = f
-            .path
-            .rfind('/')
-            .map(|i| f.path.get(..i).unwrap_or_default());
-        if self.files.is_empty() {
-            self.name = match branch {
-                None => f.path.clone(),
-                Some(b) => b.split('/').next().unwrap_or_default().to_owned(),
-            };
-        }
-        let no_root = branch.is_some_and(|b| b.split('/').next() != Some(self.name.as_str()));
+        // The first component of the file's directory, if it has one, is the path up to the
+        // first '/'. Usually that is the torrent name, which is checked first.
+        let p = f.path.as_bytes();
+        let under_name = !self.files.is_empty()
+            && p.get(self.name.len()) == Some(&b'/')
+            && p.starts_with(self.name.as_bytes());
+        let no_root = if under_name {
+            false
+        } else {
+            let top_dir = f
+                .path
+                .find('/')
+                .map(|i| f.path.get(..i).unwrap_or_default());
+            if self.files.is_empty() {
+                self.name = top_dir.unwrap_or(&f.path).to_owned();
+            }
+            top_dir.is_some_and(|d| d != self.name)
+        };
         if f.symlink.is_empty() && f.length > 0 && f.pieces_root.is_some() {
             self.v2 = true;
         }
@@ -184,14 +338,15 @@ impl Layout {
         let symlink_target = attributes.symlink.then(String::new);
         let entry = FileEntry {
             path: f.path,
-            path_components: f.components,
             length: f.length,
             offset: self.total,
             attributes,
             symlink_target,
             pieces_root: f.pieces_root,
             mtime: (f.mtime != 0).then_some(f.mtime),
+            raw_path: f.raw_path,
         };
+        self.note_names(&entry.path, no_root);
         self.push(entry, no_root, f.symlink)?;
         self.total += f.length;
         let rem = self.total % self.piece_length.max(1);
@@ -204,7 +359,7 @@ impl Layout {
             }
             let entry = FileEntry {
                 path: format!("{}/.pad/{pad}", self.name),
-                path_components: Vec::new(),
+                raw_path: RawPath::default(),
                 length: pad,
                 offset: self.total,
                 attributes: FileAttributes {
@@ -215,6 +370,7 @@ impl Layout {
                 pieces_root: None,
                 mtime: None,
             };
+            self.note_names(&entry.path, false);
             self.push(entry, false, String::new())?;
             self.total += pad;
         }
@@ -231,7 +387,12 @@ impl Layout {
         }
         let removed = self.files.remove(last);
         self.no_root_dir.remove(last);
-        self.links.remove(last);
+        // A padding file is never a link; later links move down one place.
+        for (j, _) in &mut self.links {
+            if *j > last {
+                *j -= 1;
+            }
+        }
         self.total -= removed.length;
         for f in self.files.iter_mut().skip(last) {
             f.offset = self.total;
@@ -263,9 +424,7 @@ impl Layout {
     /// (directly, relative to the link's directory, or through other links); anything else is
     /// made to point at the link itself.
     pub(crate) fn sanitize_symlinks(&mut self) {
-        let links: Vec<usize> = (0..self.files.len())
-            .filter(|&i| self.files.get(i).is_some_and(|f| f.attributes.symlink))
-            .collect();
+        let links: Vec<usize> = self.links.iter().map(|(i, _)| *i).collect();
         if links.is_empty() {
             return;
         }
@@ -291,7 +450,7 @@ impl Layout {
         let mut resolved: Vec<(usize, String)> = Vec::new();
         let mut to_validate: Vec<(usize, String)> = Vec::new();
         for &i in &links {
-            let target = self.links.get(i).cloned().unwrap_or_default();
+            let target = self.link(i).to_owned();
             let me = self.internal_path(i).to_owned();
             if let Some(&j) = file_map.get(&target) {
                 if is_link(j, &self.files) {
@@ -485,6 +644,12 @@ enum Owner {
 /// [`Error::TooManyDuplicateFilenames`] when more than `max_collisions` candidate names were
 /// taken.
 pub(crate) fn resolve_duplicates(layout: &mut Layout, max_collisions: usize) -> Result<(), Error> {
+    // Nearly every torrent has no collision at all: a table of 64-bit hashes shows that cheaply,
+    // and only a repeated hash (a collision, or very rarely two names with the same hash) sends
+    // the torrent through the exact work below.
+    if !layout.maybe_collision {
+        return Ok(());
+    }
     // libtorrent first checks for any collision while leaving the torrent's root directory out
     // of the table, and only when it finds one redoes the work with the root directory in.
     let renames = match find_renames(layout, max_collisions, false)? {
@@ -497,6 +662,118 @@ pub(crate) fn resolve_duplicates(layout: &mut Layout, max_collisions: usize) -> 
         }
     }
     Ok(())
+}
+
+/// Offset of the last `/` in `b`, eight bytes at a time from the end (paths are short, and a
+/// general search costs more to set up than this takes).
+fn rfind_slash(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let mut end = b.len();
+    while end >= 8 {
+        let w = b
+            .get(end - 8..end)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map_or(0, u64::from_le_bytes)
+            ^ (ONES * u64::from(b'/'));
+        // The high bit of exactly each zero byte (no carries between bytes).
+        let zero = !(((w & LOW7) + LOW7) | w | LOW7);
+        if zero != 0 {
+            return Some(end - 8 + 7 - (zero.leading_zeros() / 8) as usize);
+        }
+        end -= 8;
+    }
+    b.get(..end)?.iter().rposition(|&c| c == b'/')
+}
+
+/// ASCII-case-insensitive 64-bit hash of a path, eight bytes at a time.
+fn caseless_hash(s: &str) -> u64 {
+    const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+    let b = s.as_bytes();
+    let mut h = b.len() as u64;
+    let mut words = b.chunks_exact(8);
+    for w in &mut words {
+        let w = u64::from_le_bytes(<[u8; 8]>::try_from(w).unwrap_or([0; 8]));
+        h = (h.rotate_left(5) ^ lower8(w)).wrapping_mul(K);
+    }
+    let mut last = [0u8; 8];
+    for (d, s) in last.iter_mut().zip(words.remainder()) {
+        *d = *s;
+    }
+    h = (h.rotate_left(5) ^ lower8(u64::from_le_bytes(last))).wrapping_mul(K);
+    WordHasher(h).finish()
+}
+
+/// What a name in [`HashSet64`] belongs to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Tag {
+    File = 1,
+    Dir = 2,
+}
+
+/// A set of 64-bit hashes, each tagged: open addressing with linear probing in a power-of-two
+/// table kept at most half full. A slot holds `hash << 2 | tag` (never 0, which marks an empty
+/// slot), so the top two bits of the hash are not compared.
+#[derive(Default)]
+struct HashSet64 {
+    slots: Vec<u64>,
+    len: usize,
+}
+
+impl HashSet64 {
+    fn with_capacity(n: usize) -> Self {
+        let mut set = HashSet64::default();
+        set.reserve(n);
+        set
+    }
+
+    /// Makes room for `n` more entries.
+    fn reserve(&mut self, n: usize) {
+        let want = self
+            .len
+            .saturating_add(n)
+            .saturating_mul(2)
+            .max(16)
+            .checked_next_power_of_two()
+            .unwrap_or(usize::MAX);
+        if want > self.slots.len() {
+            let old = std::mem::replace(&mut self.slots, vec![0; want]);
+            self.len = 0;
+            for key in old.into_iter().filter(|&k| k != 0) {
+                self.place(key);
+            }
+        }
+    }
+
+    /// Adds `hash` with `tag` unless the hash is there already; returns the tag it had then.
+    fn insert(&mut self, hash: u64, tag: Tag) -> Option<Tag> {
+        if (self.len + 1) * 2 > self.slots.len() {
+            self.reserve(self.len.max(8));
+        }
+        self.place((hash << 2) | tag as u64)
+    }
+
+    fn place(&mut self, key: u64) -> Option<Tag> {
+        let mask = self.slots.len().wrapping_sub(1);
+        // The hashes are well mixed: their low bits pick the slot.
+        let mut i = ((key >> 2) as usize) & mask;
+        loop {
+            let slot = self.slots.get_mut(i)?;
+            if *slot == 0 {
+                *slot = key;
+                self.len += 1;
+                return None;
+            }
+            if *slot >> 2 == key >> 2 {
+                return Some(if *slot & 3 == Tag::Dir as u64 {
+                    Tag::Dir
+                } else {
+                    Tag::File
+                });
+            }
+            i = (i + 1) & mask;
+        }
+    }
 }
 
 /// The renames needed, or `None` if no name collides at all.
@@ -628,6 +905,52 @@ mod tests {
         let got = lower8(u64::from_le_bytes(s)).to_le_bytes();
         let want: Vec<u8> = s.iter().map(u8::to_ascii_lowercase).collect();
         assert_eq!(&got[..], &want[..]);
+    }
+
+    #[test]
+    fn hash_set_finds_repeats_and_grows() {
+        let mut set = HashSet64::with_capacity(0);
+        for h in 0..1000u64 {
+            let tag = if h % 3 == 0 { Tag::Dir } else { Tag::File };
+            assert_eq!(set.insert(h.wrapping_mul(0x9e37_79b9_7f4a_7c15), tag), None);
+        }
+        let h5 = 5u64.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        assert_eq!(set.insert(h5, Tag::Dir), Some(Tag::File));
+        assert_eq!(set.insert(0, Tag::File), Some(Tag::Dir));
+        assert_eq!(set.len, 1000);
+        assert_eq!(caseless_hash("Dir/File.TXT"), caseless_hash("dir/file.txt"));
+        assert_ne!(caseless_hash("dir/file.txt"), caseless_hash("dir/file.txu"));
+    }
+
+    #[test]
+    fn last_slash() {
+        for p in [
+            "",
+            "/",
+            "a",
+            "a/b",
+            "abcdefgh/",
+            "/abcdefgh",
+            "a/bcdefgh/ijklmnop.q",
+            "a/./.b/..c/",
+            "no-slash-in-this-long-name",
+            "x/\u{e9}\u{2f}/.",
+            "////////////////",
+        ] {
+            assert_eq!(rfind_slash(p.as_bytes()), p.rfind('/'), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn raw_path_round_trip() {
+        let raw = RawPath::from_encoded(Bytes::from_static(b"3:dir0:5:a.txt"));
+        let parts: Vec<&[u8]> = raw.iter().collect();
+        assert_eq!(parts, [&b"dir"[..], b"", b"a.txt"]);
+        let same = RawPath::from_encoded(Bytes::from_static(b"03:dir0:5:a.txt"));
+        assert_eq!(raw, same);
+        let cut = RawPath::from_encoded(Bytes::from_static(b"3:dir9:a"));
+        assert_eq!(cut.iter().count(), 1);
+        assert_eq!(format!("{raw:?}"), r#"["dir", "", "a.txt"]"#);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::ops::RangeInclusive;
 
-use crate::hash::{decode_hex, InfoHashes, Sha1Hash, Sha256Hash};
+use crate::hash::{decode_hex, hex_val, InfoHashes, Sha1Hash, Sha256Hash};
 
 /// Most characters of a hostile value quoted back in an error message.
 const QUOTE_MAX: usize = 64;
@@ -467,15 +467,6 @@ fn parse_select_only(s: &str) -> Option<Vec<RangeInclusive<usize>>> {
             None => num(item).map(|i| i..=i),
         })
         .collect()
-}
-
-fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// Percent-decodes one key or value (`+` is a space) and checks that the result is UTF-8.

@@ -71,15 +71,95 @@ const MAX_ELEMENT: usize = 240;
 /// Appends the sanitised form of one raw path component to `path`, with a `/` before it if
 /// `path` is not empty. A component that sanitises to nothing (`.`, `..`) is dropped.
 pub(crate) fn append_element(path: &mut String, element: &[u8]) {
+    let mut bytes = std::mem::take(path).into_bytes();
+    append_bytes(&mut bytes, element);
+    *path = into_string(bytes);
+}
+
+/// A path built by [`append_bytes`] as a `String`. It is UTF-8 by construction; were it not,
+/// anything invalid would become U+FFFD rather than a panic.
+pub(crate) fn into_string(path: Vec<u8>) -> String {
+    String::from_utf8(path).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// [`append_element`] on a path kept as bytes, so that a whole path is checked as UTF-8 once
+/// (by [`into_string`]) rather than once per component. `path` must hold UTF-8; it still does
+/// afterwards.
+#[inline]
+pub(crate) fn append_bytes(path: &mut Vec<u8>, element: &[u8]) {
+    if unchanged_by_sanitising(element) {
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(element);
+    } else {
+        append_careful(path, element);
+    }
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// High bit set in each byte of `w` that is zero (exact as to whether there is one).
+#[inline]
+fn zero_bytes(w: u64) -> u64 {
+    w.wrapping_sub(ONES) & !w & HIGH
+}
+
+/// Non-zero if one of the eight bytes in `w` is outside printable ASCII plus DEL, or is `/` or
+/// `\`.
+#[inline]
+fn unusual_bytes(w: u64) -> u64 {
+    let non_ascii = w & HIGH;
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    non_ascii
+        | control
+        | zero_bytes(w ^ (ONES * u64::from(b'/')))
+        | zero_bytes(w ^ (ONES * u64::from(b'\\')))
+}
+
+/// True when sanitising leaves `element` as it is, which is what almost every component of a
+/// real torrent looks like: not empty, shorter than the cut, valid UTF-8, not `.` or `..`, and
+/// free of control characters, `/`, `\` and the direction overrides (which all start with the
+/// bytes `E2 80`; any `E2 80` sends the component down the careful path). Printable ASCII is
+/// recognised eight bytes at a time.
+#[inline]
+fn unchanged_by_sanitising(element: &[u8]) -> bool {
+    if element.is_empty() || element.len() >= MAX_ELEMENT || element == b"." || element == b".." {
+        return false;
+    }
+    let mut unusual = 0u64;
+    let mut words = element.chunks_exact(8);
+    for w in &mut words {
+        let w = <[u8; 8]>::try_from(w).unwrap_or([0; 8]);
+        unusual |= unusual_bytes(u64::from_le_bytes(w));
+    }
+    // The tail, padded with a byte that is not unusual.
+    let mut last = [b'a'; 8];
+    for (d, s) in last.iter_mut().zip(words.remainder()) {
+        *d = *s;
+    }
+    unusual |= unusual_bytes(u64::from_le_bytes(last));
+    if unusual == 0 {
+        return true;
+    }
+    // Something outside printable ASCII: fine if it is only well-formed non-ASCII text.
+    !element.iter().any(|&b| b < 0x20 || b == b'/' || b == b'\\')
+        && std::str::from_utf8(element).is_ok()
+        && !element.windows(2).any(|w| w == [0xe2, 0x80])
+}
+
+/// [`append_bytes`] for components that need work: one code point at a time.
+fn append_careful(path: &mut Vec<u8>, element: &[u8]) {
     if element == b"." {
         return;
     }
     let sep = usize::from(!path.is_empty());
     if sep == 1 {
-        path.push('/');
+        path.push(b'/');
     }
     if element.is_empty() {
-        path.push('_');
+        path.push(b'_');
         return;
     }
     let mut added = 0usize;
@@ -97,19 +177,14 @@ pub(crate) fn append_element(path: &mut String, element: &[u8]) {
             }
             Some(c) if c >= 32 => {
                 // Valid: copy the bytes of the sequence.
-                if let Some(s) = rest
-                    .get(..seq_len)
-                    .and_then(|b| std::str::from_utf8(b).ok())
-                {
-                    path.push_str(s);
-                }
+                path.extend_from_slice(rest.get(..seq_len).unwrap_or_default());
                 if c == u32::from(b'.') {
                     dots += 1;
                 }
                 added += seq_len;
             }
             _ => {
-                path.push('_');
+                path.push(b'_');
                 added += 1;
                 i = next;
                 continue;
@@ -140,7 +215,7 @@ pub(crate) fn append_element(path: &mut String, element: &[u8]) {
         return;
     }
     if path.is_empty() {
-        path.push('_');
+        path.push(b'_');
     }
 }
 
@@ -218,6 +293,43 @@ mod tests {
         assert_eq!(san(&["é".as_bytes()]), "é");
         // Overlong encoding of '/'.
         assert_eq!(san(&[b"\xc0\xafx"]), "_x");
+    }
+
+    #[test]
+    fn fast_path_agrees_with_careful_path() {
+        let samples: &[&[u8]] = &[
+            b"plain-name.txt",
+            b"with space and ~!@#$%^&*()",
+            b"\x7f",
+            "caf\u{e9}".as_bytes(),
+            "\u{65e5}\u{672c}".as_bytes(),
+            "\u{2014}dash".as_bytes(),
+            "x\u{200f}y".as_bytes(),
+            b"...",
+            b".hidden",
+            b"\xed\xa0\x80",
+            b"a\\b",
+        ];
+        for e in samples {
+            for prefix in ["", "root"] {
+                let mut fast = prefix.as_bytes().to_vec();
+                append_bytes(&mut fast, e);
+                let mut careful = prefix.as_bytes().to_vec();
+                append_careful(&mut careful, e);
+                assert_eq!(fast, careful, "{e:?}");
+            }
+        }
+        let long = vec![b'x'; MAX_ELEMENT - 1];
+        assert!(unchanged_by_sanitising(&long));
+        assert!(!unchanged_by_sanitising(&[b'x'; MAX_ELEMENT]));
+        for b in 0..=255u8 {
+            // `b` inside a whole word, in the tail, and both.
+            let e = [b'a', b'b', b'c', b, b'e', b'f', b'g', b'h', b, b'z'];
+            let plain = (0x20..0x80).contains(&b) && b != b'/' && b != b'\\';
+            assert_eq!(unchanged_by_sanitising(&e[..8]), plain, "{b:#x}");
+            assert_eq!(unchanged_by_sanitising(&e[7..]), plain, "{b:#x}");
+            assert_eq!(unchanged_by_sanitising(&e), plain, "{b:#x}");
+        }
     }
 
     #[test]

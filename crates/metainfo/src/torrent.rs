@@ -2,6 +2,9 @@
 
 use std::collections::HashSet;
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::thread::ScopedJoinHandle;
 
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
@@ -12,7 +15,7 @@ use tessera_bencode::{
 };
 
 use crate::error::Error;
-use crate::file::{self, FileAttributes, FileEntry, Layout, NewFile};
+use crate::file::{self, FileAttributes, FileEntry, Layout, NewFile, RawPath};
 use crate::hash::{InfoHashes, Sha1Hash, Sha256Hash};
 use crate::merkle;
 use crate::path;
@@ -381,13 +384,59 @@ fn string_pref<'d, 'a>(d: &DictRef<'d, 'a>, a: &[u8], b: &[u8]) -> Option<ValueR
         .or_else(|| d.get(b).filter(|v| v.as_bytes().is_some()))
 }
 
-/// The first list under either key (`x.utf-8` preferred).
-fn list_pref<'d, 'a>(d: &DictRef<'d, 'a>, a: &[u8], b: &[u8]) -> Option<ListRef<'d, 'a>> {
-    d.get_list(a).or_else(|| d.get_list(b))
+/// The entries of a file dictionary that the parser reads, found in one walk over it. Each
+/// holds the first value under its key, as [`DictRef::get`] would find it.
+#[derive(Default)]
+struct FileKeys<'d, 'a> {
+    attr: Option<ValueRef<'d, 'a>>,
+    length: Option<ValueRef<'d, 'a>>,
+    mtime: Option<ValueRef<'d, 'a>>,
+    path: Option<ValueRef<'d, 'a>>,
+    path_utf8: Option<ValueRef<'d, 'a>>,
+    symlink_path: Option<ValueRef<'d, 'a>>,
+}
+
+impl<'d, 'a> FileKeys<'d, 'a> {
+    fn read(d: &DictRef<'d, 'a>) -> Self {
+        let mut keys = FileKeys::default();
+        for (k, v) in d.iter() {
+            let slot = match k {
+                b"length" => &mut keys.length,
+                b"path" => &mut keys.path,
+                b"attr" => &mut keys.attr,
+                b"mtime" => &mut keys.mtime,
+                b"path.utf-8" => &mut keys.path_utf8,
+                b"symlink path" => &mut keys.symlink_path,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(v);
+            }
+        }
+        keys
+    }
+
+    fn attributes(&self) -> FileAttributes {
+        FileAttributes::from_attr(self.attr.and_then(|v| v.as_bytes()).unwrap_or_default())
+    }
+
+    /// libtorrent's `dict_find_int_value(.., "mtime", 0)`.
+    fn mtime(&self) -> i64 {
+        self.mtime.and_then(|v| v.as_int()).unwrap_or(0)
+    }
+
+    /// The path list: `path.utf-8` if it is a list, else `path` if that is one.
+    fn path_list(&self) -> Option<ListRef<'d, 'a>> {
+        self.path_utf8
+            .and_then(|v| v.as_list())
+            .or_else(|| self.path.and_then(|v| v.as_list()))
+    }
 }
 
 struct Ctx<'o> {
     opts: &'o ParseOptions,
+    /// The torrent's bytes, which raw paths are views into.
+    data: &'o Bytes,
 }
 
 impl Ctx<'_> {
@@ -401,29 +450,38 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    /// Checks a list of path components (all strings, within the limits) and returns them.
-    fn components<'a>(&self, list: &ListRef<'_, 'a>) -> Result<Vec<&'a [u8]>, Error> {
+    /// Checks a list of path components (all strings, within the limits) and appends their
+    /// sanitised forms to `path`.
+    fn append_components(&self, path: &mut Vec<u8>, list: &ListRef<'_, '_>) -> Result<(), Error> {
         if list.len() > self.opts.max_path_depth {
             return Err(Error::DirectoryTooDeep {
                 depth: list.len(),
                 limit: self.opts.max_path_depth,
             });
         }
-        let mut out = Vec::with_capacity(list.len());
         for e in list.iter() {
             let b = e.as_bytes().ok_or(Error::InvalidName)?;
             self.check_name(b)?;
-            out.push(b);
+            path::append_bytes(path, b);
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// A view of `range` of the torrent's bytes.
+    fn share(&self, range: Range<usize>) -> Bytes {
+        if range.start <= range.end && range.end <= self.data.len() {
+            self.data.slice(range)
+        } else {
+            Bytes::new()
+        }
     }
 
     /// libtorrent's file size rules; symlinks take no space.
-    fn file_size(&self, d: &DictRef<'_, '_>, attrs: FileAttributes) -> Result<u64, Error> {
-        let len = if attrs.symlink {
+    fn file_size(&self, length: Option<ValueRef<'_, '_>>, symlink: bool) -> Result<u64, Error> {
+        let len = if symlink {
             0
         } else {
-            int_or(d, b"length", -1)
+            length.and_then(|v| v.as_int()).unwrap_or(-1)
         };
         let Ok(size) = u64::try_from(len) else {
             return Err(Error::InvalidLength { length: len });
@@ -440,15 +498,13 @@ impl Ctx<'_> {
         Ok(size)
     }
 
-    fn symlink_path(&self, d: &DictRef<'_, '_>) -> Result<Option<String>, Error> {
-        let Some(list) = d.get_list(b"symlink path") else {
+    fn symlink_path(&self, value: Option<ValueRef<'_, '_>>) -> Result<Option<String>, Error> {
+        let Some(list) = value.and_then(|v| v.as_list()) else {
             return Ok(None);
         };
-        let mut s = String::new();
-        for e in self.components(&list)? {
-            path::append_element(&mut s, e);
-        }
-        Ok(Some(s))
+        let mut s = Vec::new();
+        self.append_components(&mut s, &list)?;
+        Ok(Some(path::into_string(s)))
     }
 
     /// One file of a v1 file list, or (`top_level`) the info dictionary of a single-file
@@ -461,52 +517,66 @@ impl Ctx<'_> {
         top_level: bool,
     ) -> Result<(), Error> {
         let d = v.as_dict().ok_or(Error::FileParseFailed)?;
-        let mut attrs = FileAttributes::from_attr(d.get_bytes(b"attr").unwrap_or_default());
-        let size = self.file_size(&d, attrs)?;
-        let mtime = int_or(&d, b"mtime", 0);
-        let mut path = root_dir.to_owned();
-        let mut components: Vec<Vec<u8>> = Vec::new();
+        let keys = FileKeys::read(&d);
+        let mut attrs = keys.attributes();
+        let size = self.file_size(keys.length, attrs.symlink)?;
+        let mtime = keys.mtime();
+        let mut path;
+        let raw_path;
         if top_level {
-            let name = string_pref(&d, b"name.utf-8", b"name")
+            let name_val = string_pref(&d, b"name.utf-8", b"name");
+            let name = name_val
                 .and_then(|n| n.as_bytes())
                 .filter(|n| !n.is_empty())
                 .ok_or(Error::MissingName)?;
             self.check_name(name)?;
+            path = root_dir.to_owned();
             path::append_element(&mut path, name);
             if path.is_empty() {
                 return Err(Error::MissingName);
             }
-            components.push(name.to_vec());
+            // The value's encoding is the one byte string `<len>:<name>`.
+            raw_path = RawPath::from_encoded(self.share(name_val.map_or(0..0, |n| n.span())));
         } else {
-            match list_pref(&d, b"path.utf-8", b"path").filter(|l| !l.is_empty()) {
+            match keys.path_list().filter(|l| !l.is_empty()) {
                 Some(list) => {
-                    let parts = self.components(&list)?;
-                    let orig = path.len();
-                    for p in &parts {
-                        path::append_element(&mut path, p);
+                    // Room for every component and its '/': each takes at least that much room
+                    // in the list's encoding too. Sanitising never lengthens a component.
+                    let span = list.as_value().span();
+                    let mut bytes = Vec::with_capacity(root_dir.len() + span.len() + 2);
+                    bytes.extend_from_slice(root_dir.as_bytes());
+                    let orig = bytes.len();
+                    self.append_components(&mut bytes, &list)?;
+                    if bytes.len() == orig {
+                        bytes.extend_from_slice(b"/_");
                     }
-                    if path.len() == orig {
-                        path.push_str("/_");
+                    if has_padding_marker(&bytes) {
+                        attrs.padding = true;
                     }
-                    components = parts.into_iter().map(<[u8]>::to_vec).collect();
+                    path = path::into_string(bytes);
+                    // The inside of `l…e`: the components' encodings end to end.
+                    raw_path = RawPath::from_encoded(self.share(span.start + 1..span.end - 1));
                 }
-                None if attrs.padding => path = format!(".pad/{size}"),
+                None if attrs.padding => {
+                    path = format!(".pad/{size}");
+                    raw_path = RawPath::default();
+                }
                 None => return Err(Error::MissingName),
             }
         }
-        if path.contains("_____padding_file_") {
+        if top_level && has_padding_marker(path.as_bytes()) {
             attrs.padding = true;
         }
         let mut symlink = String::new();
         if attrs.symlink {
-            match self.symlink_path(&d)? {
+            match self.symlink_path(keys.symlink_path)? {
                 Some(s) => symlink = s,
                 None => attrs.symlink = false,
             }
         }
         out.add(NewFile {
             path,
-            components,
+            raw_path,
             length: size,
             attributes: attrs,
             symlink,
@@ -521,17 +591,18 @@ impl Ctx<'_> {
         v: ValueRef<'_, '_>,
         out: &mut Layout,
         path: String,
-        components: Vec<Vec<u8>>,
+        raw_path: RawPath,
     ) -> Result<(), Error> {
         let d = v.as_dict().ok_or(Error::FileParseFailed)?;
-        let attrs = FileAttributes::from_attr(d.get_bytes(b"attr").unwrap_or_default());
+        let keys = FileKeys::read(&d);
+        let attrs = keys.attributes();
         if attrs.padding {
             return Err(Error::InvalidPadFile);
         }
-        let size = self.file_size(&d, attrs)?;
-        let mtime = int_or(&d, b"mtime", 0);
+        let size = self.file_size(keys.length, attrs.symlink)?;
+        let mtime = keys.mtime();
         let symlink = if attrs.symlink {
-            self.symlink_path(&d)?.unwrap_or_default()
+            self.symlink_path(keys.symlink_path)?.unwrap_or_default()
         } else {
             String::new()
         };
@@ -548,7 +619,7 @@ impl Ctx<'_> {
         }
         out.add(NewFile {
             path,
-            components,
+            raw_path,
             length: size,
             attributes: attrs,
             symlink,
@@ -568,13 +639,14 @@ impl Ctx<'_> {
         struct Frame<'d, 'a> {
             iter: tessera_bencode::DictIter<'d, 'a>,
             path: String,
-            components: Vec<Vec<u8>>,
+            /// The keys so far, encoded as bencoded byte strings end to end (see `RawPath`).
+            raw: Vec<u8>,
             single_candidate: bool,
         }
         let mut stack = vec![Frame {
             iter: tree.iter(),
             path: name.to_owned(),
-            components: Vec::new(),
+            raw: Vec::new(),
             single_candidate: !has_files && tree.len() == 1,
         }];
         while let Some(frame) = stack.last_mut() {
@@ -597,11 +669,12 @@ impl Ctx<'_> {
             // Leading '/' are stripped before sanitising (so "//" becomes an empty name, "_").
             let stripped = key.get(key.iter().take_while(|&&b| b == b'/').count()..);
             path::append_element(&mut path, stripped.unwrap_or_default());
-            let mut components = frame.components.clone();
-            components.push(key.to_vec());
+            let mut raw = frame.raw.clone();
+            tessera_bencode::put_bytes(&mut raw, key);
             if leaf {
                 if let Some((_, f)) = sub.iter().next() {
-                    self.v2_file(f, out, path, components)?;
+                    let raw_path = RawPath::from_encoded(Bytes::from(raw));
+                    self.v2_file(f, out, path, raw_path)?;
                 }
                 continue;
             }
@@ -614,7 +687,7 @@ impl Ctx<'_> {
             stack.push(Frame {
                 iter: sub.iter(),
                 path,
-                components,
+                raw,
                 single_candidate: false,
             });
         }
@@ -622,13 +695,198 @@ impl Ctx<'_> {
     }
 }
 
+/// The marker that makes a file a padding file whatever its attributes (libtorrent's rule).
+const PADDING_MARKER: &[u8] = b"_____padding_file_";
+
+/// Whether `path` contains [`PADDING_MARKER`]. Paths rarely hold a `_` at all, so eight bytes
+/// at a time are checked for one first.
+fn has_padding_marker(path: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut words = path.chunks_exact(8);
+    let mut underscore = 0u64;
+    for w in &mut words {
+        let w = u64::from_le_bytes(<[u8; 8]>::try_from(w).unwrap_or([0; 8])) ^ (ONES * 0x5f);
+        underscore |= w.wrapping_sub(ONES) & !w & HIGH;
+    }
+    if underscore == 0 && !words.remainder().contains(&b'_') {
+        return false;
+    }
+    path.windows(PADDING_MARKER.len())
+        .any(|w| w == PADDING_MARKER)
+}
+
 fn sha1_of(b: &[u8]) -> Sha1Hash {
     Sha1Hash(Sha1::digest(b).into())
 }
 
+/// Files at least this large have their info dictionary hashed on a second thread while this one
+/// parses; below it, starting a thread costs more than it saves.
+const PARALLEL_HASH_MIN: usize = 64 * 1024;
+
+/// Bytes the hashing thread hashes between two looks at its messages.
+const HASH_CHUNK: usize = 64 * 1024;
+
+/// What the parsing thread tells the hashing thread once it has decoded the file.
+struct HashPlan {
+    /// The span of the info dictionary.
+    info: Range<usize>,
+    /// A v1 info hash is needed.
+    v1: bool,
+    /// A v2 info hash is needed.
+    v2: bool,
+}
+
+/// The info hashes from the hashing thread, with the span they were taken of.
+struct InfoDigests {
+    info: Range<usize>,
+    v1: Option<Sha1Hash>,
+    v2: Option<Sha256Hash>,
+}
+
+/// The parsing thread's end of the hashing thread.
+struct HashThread<'scope> {
+    plans: SyncSender<HashPlan>,
+    handle: ScopedJoinHandle<'scope, Option<InfoDigests>>,
+}
+
+impl HashThread<'_> {
+    /// Hands the info dictionary's span over. If the thread is gone, the hashes are simply
+    /// taken on this one later.
+    fn plan(&self, plan: HashPlan) {
+        let _ = self.plans.send(plan);
+    }
+
+    /// Waits for the hashes.
+    fn finish(self) -> Option<InfoDigests> {
+        drop(self.plans);
+        self.handle.join().ok().flatten()
+    }
+}
+
+/// Sets a flag when dropped: tells the hashing thread to give up when parsing ends early.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Feeds `bytes` to `hasher` a chunk at a time; `None` as soon as `stop` is set.
+fn update_unless_stopped(hasher: &mut impl Digest, bytes: &[u8], stop: &AtomicBool) -> Option<()> {
+    for chunk in bytes.chunks(HASH_CHUNK) {
+        if stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        hasher.update(chunk);
+    }
+    Some(())
+}
+
+/// The hashes `plan` asks for, from scratch.
+fn digest_plan(data: &[u8], plan: HashPlan, stop: &AtomicBool) -> Option<InfoDigests> {
+    let info = data.get(plan.info.clone())?;
+    let v1 = if plan.v1 {
+        let mut h = Sha1::new();
+        update_unless_stopped(&mut h, info, stop)?;
+        Some(Sha1Hash(h.finalize().into()))
+    } else {
+        None
+    };
+    let v2 = if plan.v2 {
+        let mut h = Sha256::new();
+        update_unless_stopped(&mut h, info, stop)?;
+        Some(Sha256Hash(h.finalize().into()))
+    } else {
+        None
+    };
+    Some(InfoDigests {
+        info: plan.info,
+        v1,
+        v2,
+    })
+}
+
+/// The hashing thread. It guesses where the info dictionary starts with a quick scan of the
+/// top-level keys before it, then SHA-1 hashes from there on without waiting for the decoder,
+/// saving its state every [`HASH_CHUNK`] bytes. When the plan (the real span, from the decoder)
+/// arrives, it finishes from the last saved state inside the dictionary. Without a guess, or
+/// with a wrong one, it hashes the span from scratch once it knows it.
+fn hash_ahead(data: &[u8], plans: Receiver<HashPlan>, stop: &AtomicBool) -> Option<InfoDigests> {
+    let Some(start) = tessera_bencode::find_root_value(data, b"info") else {
+        let plan = plans.recv().ok()?;
+        return digest_plan(data, plan, stop);
+    };
+    let mut sha1 = Sha1::new();
+    let mut saved: Vec<(usize, Sha1)> = vec![(start, sha1.clone())];
+    let mut pos = start;
+    let plan = loop {
+        match plans.try_recv() {
+            Ok(plan) => break plan,
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) => {}
+        }
+        if pos >= data.len() || stop.load(Ordering::Relaxed) {
+            break plans.recv().ok()?;
+        }
+        let end = pos.saturating_add(HASH_CHUNK).min(data.len());
+        sha1.update(data.get(pos..end)?);
+        pos = end;
+        saved.push((pos, sha1.clone()));
+    };
+    if plan.info.start != start || !plan.v1 {
+        return digest_plan(data, plan, stop);
+    }
+    // The last saved state that does not go past the end of the dictionary.
+    let (at, state) = saved
+        .into_iter()
+        .rev()
+        .find(|(at, _)| *at <= plan.info.end)?;
+    let mut sha1 = state;
+    update_unless_stopped(&mut sha1, data.get(at..plan.info.end)?, stop)?;
+    let v1 = Some(Sha1Hash(sha1.finalize().into()));
+    let v2 = if plan.v2 {
+        let mut h = Sha256::new();
+        update_unless_stopped(&mut h, data.get(plan.info.clone())?, stop)?;
+        Some(Sha256Hash(h.finalize().into()))
+    } else {
+        None
+    };
+    Some(InfoDigests {
+        info: plan.info,
+        v1,
+        v2,
+    })
+}
+
+/// Parses `data`, hashing the info dictionary on a second thread when the file is large.
 fn parse(data: Bytes, opts: &ParseOptions) -> Result<Metainfo, Error> {
+    if data.len() < PARALLEL_HASH_MIN {
+        return parse_with(&data, opts, None);
+    }
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let (plans, inbox) = mpsc::sync_channel(1);
+        let bytes: &[u8] = &data;
+        let stop_ref = &stop;
+        let spawned = std::thread::Builder::new()
+            .name("tessera-info-hash".to_owned())
+            .spawn_scoped(s, move || hash_ahead(bytes, inbox, stop_ref));
+        // If the thread cannot be started, everything happens on this one.
+        let hasher = spawned.ok().map(|handle| HashThread { plans, handle });
+        let _stop = StopOnDrop(&stop);
+        parse_with(&data, opts, hasher)
+    })
+}
+
+fn parse_with(
+    data: &Bytes,
+    opts: &ParseOptions,
+    hasher: Option<HashThread<'_>>,
+) -> Result<Metainfo, Error> {
     let decode = opts.decode_options();
-    let doc = decode.decode(&data)?;
+    let doc = decode.decode(data)?;
     let root = doc.root().as_dict().ok_or(Error::NotADictionary)?;
     let info = root.get_dict(b"info").ok_or(Error::MissingInfo)?;
     let info_span = info.as_value().span();
@@ -661,6 +919,16 @@ fn parse(data: Bytes, opts: &ParseOptions) -> Result<Metainfo, Error> {
         }
     }
     let is_v2 = version >= 2;
+    let files_node = info.get_list(b"files");
+    // Whether the torrent has a v1 part, decided as below when the files are read.
+    let has_v1 = !is_v2 || files_node.is_some() || info.get(b"length").is_some();
+    if let Some(h) = &hasher {
+        h.plan(HashPlan {
+            info: info_span.clone(),
+            v1: has_v1,
+            v2: is_v2,
+        });
+    }
 
     let pl = int_or(&info, b"piece length", -1);
     if pl <= 0 || pl > MAX_PIECE_LENGTH {
@@ -670,7 +938,7 @@ fn parse(data: Bytes, opts: &ParseOptions) -> Result<Metainfo, Error> {
         return Err(Error::MissingPieceLength { piece_length: pl });
     }
     let piece_length = pl as u64;
-    let ctx = Ctx { opts };
+    let ctx = Ctx { opts, data };
 
     let name_val = string_pref(&info, b"name.utf-8", b"name").ok_or(Error::MissingName)?;
     let name_raw = name_val.as_bytes().unwrap_or_default();
@@ -684,7 +952,6 @@ fn parse(data: Bytes, opts: &ParseOptions) -> Result<Metainfo, Error> {
         name = h.to_hex();
     }
 
-    let files_node = info.get_list(b"files");
     let file_tree = info.get_dict(b"file tree");
     let mut files = Layout::new(piece_length, opts.max_files);
     let mut v1_files = Layout::new(piece_length, opts.max_files);
@@ -697,19 +964,17 @@ fn parse(data: Bytes, opts: &ParseOptions) -> Result<Metainfo, Error> {
     } else if file_tree.is_some() {
         return Err(Error::MissingMetaVersion);
     }
-    let mut has_v1 = true;
     {
         let target = if is_v2 { &mut v1_files } else { &mut files };
         match files_node {
             None => {
-                if !is_v2 || info.get(b"length").is_some() {
+                if has_v1 {
                     ctx.v1_file(info.as_value(), target, "", true)?;
                     multifile = false;
-                } else {
-                    has_v1 = false;
                 }
             }
             Some(list) => {
+                target.reserve(list.len());
                 for f in list.iter() {
                     ctx.v1_file(f, target, &name, false)?;
                 }
@@ -783,13 +1048,17 @@ fn parse(data: Bytes, opts: &ParseOptions) -> Result<Metainfo, Error> {
 
     read_similar(&root, &mut similar, &mut collections);
 
-    // Info hashes.
+    // Info hashes: from the hashing thread if it hashed the right bytes, else taken here.
+    let digests = hasher
+        .and_then(HashThread::finish)
+        .filter(|d| d.info == info_span);
+    let (t_v1, t_v2) = digests.map_or((None, None), |d| (d.v1, d.v2));
     let v1 = if has_v1 {
-        Some(v1_hash.unwrap_or_else(|| sha1_of(info_raw)))
+        Some(v1_hash.or(t_v1).unwrap_or_else(|| sha1_of(info_raw)))
     } else {
         None
     };
-    let v2 = is_v2.then(|| Sha256Hash(Sha256::digest(info_raw).into()));
+    let v2 = is_v2.then(|| t_v2.unwrap_or_else(|| Sha256Hash(Sha256::digest(info_raw).into())));
     let info_hashes = InfoHashes { v1, v2 };
     let version = match (v1.is_some(), v2.is_some()) {
         (true, true) => TorrentVersion::Hybrid,
@@ -843,7 +1112,7 @@ fn parse(data: Bytes, opts: &ParseOptions) -> Result<Metainfo, Error> {
     drop(doc);
 
     Ok(Metainfo {
-        data,
+        data: data.clone(),
         decode,
         info: info_span,
         info_hashes,
@@ -1021,4 +1290,20 @@ fn piece_layers(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padding_marker_anywhere() {
+        assert!(has_padding_marker(b"_____padding_file_"));
+        assert!(has_padding_marker(b"name/x_____padding_file_0"));
+        assert!(has_padding_marker(b"abcdefgh12345678_____padding_file_"));
+        assert!(!has_padding_marker(b"name/____padding_file_"));
+        assert!(!has_padding_marker(b"name/plain-file-name.dat"));
+        assert!(!has_padding_marker(b"_"));
+        assert!(!has_padding_marker(b""));
+    }
 }

@@ -1,6 +1,7 @@
 //! Replays the checked-in fuzz seed corpora (`fuzz/corpus/metainfo_parse`, `magnet_parse`)
 //! through the fuzz entry points, so the ordinary test suite runs the fuzzers' checks too.
 
+#![allow(clippy::expect_used)]
 use std::path::PathBuf;
 
 fn replay(target: &str, f: fn(&[u8])) -> usize {

@@ -105,7 +105,7 @@ fn v1_multi_file() {
     assert_eq!(paths, ["multi/dir/a.bin", "multi/.../b.bin"]);
     assert_eq!(m.files()[1].offset, 20_000);
     assert_eq!(
-        m.files()[1].path_components,
+        m.files()[1].path_components(),
         vec![b"...".to_vec(), b"b.bin".to_vec()]
     );
     assert_eq!(
@@ -225,6 +225,91 @@ fn v2_torrent(hybrid: bool, tamper_layer: bool) -> Value {
         ("info", dict(info)),
         ("piece layers", Value::Dict(layers)),
     ])
+}
+
+/// Files of 64 KiB and more have their info dictionary hashed on a second thread, starting
+/// before the decoder has found where the dictionary ends: the hashes must be those of exactly
+/// `info_bytes`, wherever the dictionary sits in the file.
+#[test]
+fn large_files_hash_the_info_dictionary_exactly() {
+    use sha2::Sha256;
+    let info_hashes_match = |bytes: Vec<u8>| {
+        let m = Metainfo::from_bytes(bytes).unwrap();
+        let info = m.info_bytes();
+        if let Some(v1) = m.info_hashes().v1 {
+            assert_eq!(v1.0[..], Sha1::digest(&info)[..]);
+        }
+        if let Some(v2) = m.info_hashes().v2 {
+            assert_eq!(v2.0[..], Sha256::digest(&info)[..]);
+        }
+        m
+    };
+
+    // Many files: the info dictionary is most of the file and comes last.
+    let n = 4000;
+    let data = vec![5u8; n];
+    let files: Vec<Value> = (0..n)
+        .map(|i| {
+            dict(vec![
+                ("length", Value::Int(1)),
+                (
+                    "path",
+                    Value::List(vec![
+                        s(&format!("dir-{}", i / 100)),
+                        s(&format!("f{i}.bin")),
+                    ]),
+                ),
+            ])
+        })
+        .collect();
+    let info = dict(vec![
+        ("name", s("many")),
+        ("piece length", Value::Int(16384)),
+        ("pieces", v1_pieces(&data, 16384)),
+        ("files", Value::List(files)),
+    ]);
+    let t = dict(vec![
+        ("announce", s("http://a.example/")),
+        ("info", info.clone()),
+    ]);
+    let bytes = t.to_bytes();
+    assert!(bytes.len() > 100_000);
+    let m = info_hashes_match(bytes);
+    assert_eq!(m.files().len(), n);
+    assert_eq!(
+        m.files()[n - 1].path,
+        format!("many/dir-{}/f{}.bin", (n - 1) / 100, n - 1)
+    );
+
+    // A small info dictionary followed by a lot of other data.
+    let (mut small, _) = v1_multi();
+    if let Value::Dict(d) = &mut small {
+        d.insert(b"zz-large".to_vec(), Value::Bytes(vec![9u8; 300_000]));
+    }
+    info_hashes_match(small.to_bytes());
+
+    // Hybrid and v2, with `piece layers` after the info dictionary.
+    for hybrid in [true, false] {
+        let mut t = v2_torrent(hybrid, false);
+        if let Value::Dict(d) = &mut t {
+            if let Some(Value::Dict(info)) = d.get_mut(&b"info"[..]) {
+                info.insert(b"x-filler".to_vec(), Value::Bytes(vec![3u8; 200_000]));
+            }
+        }
+        let m = info_hashes_match(t.to_bytes());
+        assert!(m.info_hashes().v2.is_some());
+        assert_eq!(m.info_hashes().v1.is_some(), hybrid);
+    }
+
+    // A large file that fails to parse after the hashing has started.
+    let mut broken = t.clone();
+    if let Value::Dict(d) = &mut broken {
+        if let Some(Value::Dict(info)) = d.get_mut(&b"info"[..]) {
+            info.insert(b"piece length".to_vec(), Value::Int(0));
+        }
+    }
+    let e = Metainfo::from_bytes(broken.to_bytes()).unwrap_err();
+    assert!(matches!(e, Error::MissingPieceLength { .. }), "{e}");
 }
 
 #[test]
