@@ -1,0 +1,2 @@
+//! Placeholder until the wire benchmark lands.
+fn main() {}
