@@ -1274,13 +1274,16 @@ fn piece_layers(
             .chunks_exact(32)
             .filter_map(Sha256Hash::from_slice)
             .collect();
-        // With one 16 KiB block per piece the piece layer is the leaf layer itself, which the
-        // reference verdicts (libtorrent's corpus) accept unverified: it is checked block by
-        // block as data arrives. Larger pieces must reduce to the file's root.
-        if piece_length > merkle::BLOCK_SIZE
-            && !merkle::verify_piece_layer(&hashes, piece_length, f.length, &root)
-        {
-            return Err(Error::InvalidPieceLayer);
+        if !merkle::verify_piece_layer(&hashes, piece_length, f.length, &root) {
+            // With one 16 KiB block per piece the piece layer is the leaf layer itself, and
+            // libtorrent accepts such a file, failing only when the torrent is added. The
+            // verdict is kept, but a layer that does not reduce to its root is never trusted:
+            // it is dropped as if absent, so its hashes must come from peers, checked against
+            // the root. Larger pieces must reduce to the root or the file is rejected.
+            if piece_length > merkle::BLOCK_SIZE {
+                return Err(Error::InvalidPieceLayer);
+            }
+            continue;
         }
         if out.is_empty() {
             out.resize(files.len(), None);
