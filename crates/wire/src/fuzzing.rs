@@ -1,7 +1,7 @@
 //! Entry points for the fuzz targets: each takes arbitrary bytes, must never panic on them, and
 //! panics only when an invariant of the codec breaks.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use crate::decoder::MessageDecoder;
 use crate::error::Error;
@@ -58,9 +58,10 @@ pub fn handshake(data: &[u8]) {
 /// the error that stopped decoding, if any.
 type Outcome = (Vec<(Message, Vec<u8>)>, Option<Error>);
 
-/// Decodes `data` as a message stream, all in one buffer and again fed in chunks; both must
-/// give the same messages and the same error, and every message must re-encode to exactly the
-/// bytes it was decoded from.
+/// Decodes `data` as a message stream, all in one buffer and again fed in chunks, each through
+/// both the owned path ([`MessageDecoder::decode`]) and the borrowed one
+/// ([`MessageDecoder::decode_slice`]); all four must give the same messages, frames and error,
+/// and every message must re-encode to exactly the bytes it was decoded from.
 ///
 /// The first byte picks the chunking pattern (and, with its top bit, limits that know a small
 /// torrent's geometry, so that index, bitfield and block checks run too); the rest is the
@@ -91,8 +92,49 @@ pub fn message_stream(data: &[u8]) {
         state ^= state << 5;
         Some((state % span) as usize + 1)
     });
-    let chunked = decode_all(&decoder, stream, &mut chunks);
+    let sizes: Vec<usize> = chunks.by_ref().take(stream.len()).collect();
+    let chunked = decode_all(&decoder, stream, &mut sizes.iter().copied());
     assert_eq!(whole, chunked, "chunked decoding differs");
+
+    let whole_slice = decode_all_slice(&decoder, stream, &mut std::iter::once(stream.len()));
+    assert_eq!(whole, whole_slice, "borrowed decoding differs");
+    let chunked_slice = decode_all_slice(&decoder, stream, &mut sizes.iter().copied());
+    assert_eq!(whole, chunked_slice, "chunked borrowed decoding differs");
+}
+
+/// As [`decode_all`], through the borrowed path: after each chunk, decodes from the bytes
+/// received and not yet consumed.
+fn decode_all_slice(
+    decoder: &MessageDecoder,
+    stream: &[u8],
+    chunks: &mut dyn Iterator<Item = usize>,
+) -> Outcome {
+    let mut out = Vec::new();
+    let mut fed = 0usize;
+    let mut consumed = 0usize;
+    while fed < stream.len() {
+        let n = chunks.next().unwrap_or(usize::MAX).max(1);
+        fed = fed.saturating_add(n).min(stream.len());
+        loop {
+            let input = stream.get(consumed..fed).unwrap_or_default();
+            match decoder.decode_slice(input) {
+                Ok(Some((msg, used))) => {
+                    assert!(used > 0 && used <= input.len(), "consumed {used}");
+                    let frame = input.get(..used).unwrap_or_default();
+                    assert_eq!(
+                        msg.to_message(&Bytes::new()).as_ref(),
+                        msg,
+                        "as_ref of to_message"
+                    );
+                    out.push((msg.to_message(&Bytes::new()), frame.to_vec()));
+                    consumed += used;
+                }
+                Ok(None) => break,
+                Err(e) => return (out, Some(e)),
+            }
+        }
+    }
+    (out, None)
 }
 
 /// Feeds `stream` to `decoder` in chunks of the sizes `chunks` yields, decoding after each.

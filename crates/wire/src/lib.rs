@@ -7,8 +7,11 @@
 //!
 //! ```text
 //!  socket bytes ─▶ BytesMut ─┬─ Handshake::decode / HandshakePrefix::decode ─▶ Handshake
-//!                            └─ MessageDecoder::decode (checked against Limits) ─▶ Message
-//!                                  Ok(None) = need more bytes; payloads are zero-copy Bytes
+//!                            ├─ MessageDecoder::decode (checked against Limits) ─▶ Message
+//!                            │     Ok(None) = need more bytes; payloads are zero-copy Bytes
+//!                            └─ MessageDecoder::decode_slice (same checks, same code) ─▶
+//!                                  (MessageRef, bytes used); payloads borrow the buffer:
+//!                                  no allocation, no reference count
 //!  Message ─▶ Message::encode ─▶ BytesMut ─▶ socket
 //!  piece:      encode_piece_header ─▶ 13 bytes ┐
 //!              data: Bytes ────────────────────┴─▶ vectored write, no copy
@@ -83,7 +86,8 @@ pub use handshake::{
 };
 pub use limits::{Limits, DEFAULT_MAX_MESSAGE_LEN, DEFAULT_MAX_REQUEST_LEN};
 pub use message::{
-    encode_piece_header, message_id, BlockRequest, HashRequest, Hashes, Message, PIECE_HEADER_LEN,
+    encode_piece_header, message_id, BlockRequest, HashRequest, Hashes, Message, MessageRef,
+    PIECE_HEADER_LEN,
 };
 
 pub use donthave::LtDonthave;

@@ -355,6 +355,239 @@ impl Message {
         self.encode(&mut b);
         b.freeze()
     }
+
+    /// A view of this message with its payload borrowed: what
+    /// [`MessageDecoder::decode_slice`](crate::MessageDecoder::decode_slice) gives for the same
+    /// bytes.
+    #[inline]
+    pub fn as_ref(&self) -> MessageRef<'_> {
+        match self {
+            Message::KeepAlive => MessageRef::KeepAlive,
+            Message::Choke => MessageRef::Choke,
+            Message::Unchoke => MessageRef::Unchoke,
+            Message::Interested => MessageRef::Interested,
+            Message::NotInterested => MessageRef::NotInterested,
+            Message::Have { piece } => MessageRef::Have { piece: *piece },
+            Message::Bitfield(b) => MessageRef::Bitfield(b),
+            Message::Request(r) => MessageRef::Request(*r),
+            Message::Piece { index, begin, data } => MessageRef::Piece {
+                index: *index,
+                begin: *begin,
+                data,
+            },
+            Message::Cancel(r) => MessageRef::Cancel(*r),
+            Message::Port(p) => MessageRef::Port(*p),
+            Message::SuggestPiece { piece } => MessageRef::SuggestPiece { piece: *piece },
+            Message::HaveAll => MessageRef::HaveAll,
+            Message::HaveNone => MessageRef::HaveNone,
+            Message::RejectRequest(r) => MessageRef::RejectRequest(*r),
+            Message::AllowedFast { piece } => MessageRef::AllowedFast { piece: *piece },
+            Message::Extended { id, payload } => MessageRef::Extended { id: *id, payload },
+            Message::HashRequest(r) => MessageRef::HashRequest(*r),
+            Message::Hashes(h) => MessageRef::Hashes {
+                request: h.request,
+                hashes: &h.hashes,
+            },
+            Message::HashReject(r) => MessageRef::HashReject(*r),
+            Message::Unknown { id, payload } => MessageRef::Unknown { id: *id, payload },
+        }
+    }
+}
+
+/// One peer wire message with its payload borrowed from the receive buffer: the same variants
+/// as [`Message`], for the borrowed decode path
+/// ([`MessageDecoder::decode_slice`](crate::MessageDecoder::decode_slice)), which neither
+/// allocates nor touches a reference count.
+///
+/// [`MessageRef::to_message`] turns it into an owned [`Message`]; [`Message::as_ref`] goes the
+/// other way.
+///
+/// ```
+/// use bytes::Bytes;
+/// use tessera_wire::{Message, MessageDecoder, MessageRef};
+///
+/// let rx = Bytes::from_static(&[0, 0, 0, 13, 7, 0, 0, 0, 2, 0, 0, 0, 0, b'd', b'a', b't', b'a']);
+/// let (msg, used) = MessageDecoder::default().decode_slice(&rx).unwrap().unwrap();
+/// assert_eq!(used, rx.len());
+/// assert_eq!(msg, MessageRef::Piece { index: 2, begin: 0, data: b"data" });
+///
+/// // Owned, sharing the block with `rx` rather than copying it.
+/// let owned = msg.to_message(&rx);
+/// assert!(matches!(&owned, Message::Piece { data, .. } if data.as_ptr() == rx[13..].as_ptr()));
+/// assert_eq!(owned.as_ref(), msg);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageRef<'a> {
+    /// A zero-length frame that keeps the connection open.
+    KeepAlive,
+    /// BEP 3: the sender will not serve requests.
+    Choke,
+    /// BEP 3: the sender will serve requests.
+    Unchoke,
+    /// BEP 3: the sender wants pieces the receiver has.
+    Interested,
+    /// BEP 3: the sender wants nothing from the receiver.
+    NotInterested,
+    /// BEP 3: the sender has completed and verified a piece.
+    Have {
+        /// Piece index.
+        piece: u32,
+    },
+    /// BEP 3: the pieces the sender has, one bit per piece, high bit of the first byte first.
+    Bitfield(&'a [u8]),
+    /// BEP 3: asks for a block.
+    Request(BlockRequest),
+    /// BEP 3: a block of data.
+    Piece {
+        /// Piece index.
+        index: u32,
+        /// Byte offset of the block in the piece.
+        begin: u32,
+        /// The block.
+        data: &'a [u8],
+    },
+    /// BEP 3: withdraws a request.
+    Cancel(BlockRequest),
+    /// BEP 5: the sender's DHT port.
+    Port(u16),
+    /// BEP 6: the sender suggests downloading this piece.
+    SuggestPiece {
+        /// Piece index.
+        piece: u32,
+    },
+    /// BEP 6: the sender has every piece (instead of a bitfield).
+    HaveAll,
+    /// BEP 6: the sender has no piece (instead of a bitfield).
+    HaveNone,
+    /// BEP 6: the sender will not serve this request.
+    RejectRequest(BlockRequest),
+    /// BEP 6: the receiver may request this piece even while choked.
+    AllowedFast {
+        /// Piece index.
+        piece: u32,
+    },
+    /// BEP 10: an extended message (see [`Message::Extended`]).
+    Extended {
+        /// Extended message id.
+        id: u8,
+        /// The payload after the id.
+        payload: &'a [u8],
+    },
+    /// BEP 52: asks for merkle hashes.
+    HashRequest(HashRequest),
+    /// BEP 52: merkle hashes answering a hash request (see [`Hashes`]).
+    Hashes {
+        /// The request this answers.
+        request: HashRequest,
+        /// Concatenated 32-byte hashes: base layer, then the proof.
+        hashes: &'a [u8],
+    },
+    /// BEP 52: the sender will not answer this hash request.
+    HashReject(HashRequest),
+    /// A message with an id this codec does not know, kept whole.
+    Unknown {
+        /// The message id.
+        id: u8,
+        /// The payload after the id.
+        payload: &'a [u8],
+    },
+}
+
+impl<'a> MessageRef<'a> {
+    /// The message id, or `None` for keep-alive.
+    pub fn id(&self) -> Option<u8> {
+        Some(match self {
+            MessageRef::KeepAlive => return None,
+            MessageRef::Choke => id::CHOKE,
+            MessageRef::Unchoke => id::UNCHOKE,
+            MessageRef::Interested => id::INTERESTED,
+            MessageRef::NotInterested => id::NOT_INTERESTED,
+            MessageRef::Have { .. } => id::HAVE,
+            MessageRef::Bitfield(_) => id::BITFIELD,
+            MessageRef::Request(_) => id::REQUEST,
+            MessageRef::Piece { .. } => id::PIECE,
+            MessageRef::Cancel(_) => id::CANCEL,
+            MessageRef::Port(_) => id::PORT,
+            MessageRef::SuggestPiece { .. } => id::SUGGEST_PIECE,
+            MessageRef::HaveAll => id::HAVE_ALL,
+            MessageRef::HaveNone => id::HAVE_NONE,
+            MessageRef::RejectRequest(_) => id::REJECT_REQUEST,
+            MessageRef::AllowedFast { .. } => id::ALLOWED_FAST,
+            MessageRef::Extended { .. } => id::EXTENDED,
+            MessageRef::HashRequest(_) => id::HASH_REQUEST,
+            MessageRef::Hashes { .. } => id::HASHES,
+            MessageRef::HashReject(_) => id::HASH_REJECT,
+            MessageRef::Unknown { id, .. } => *id,
+        })
+    }
+
+    /// The payload, for the messages that carry one (`bitfield`, `piece`, `extended`,
+    /// `hashes`, unknown).
+    pub fn payload(&self) -> Option<&'a [u8]> {
+        match *self {
+            MessageRef::Bitfield(p)
+            | MessageRef::Piece { data: p, .. }
+            | MessageRef::Extended { payload: p, .. }
+            | MessageRef::Hashes { hashes: p, .. }
+            | MessageRef::Unknown { payload: p, .. } => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The owned message. A payload that lies inside `backing` (the buffer the message was
+    /// decoded from, as `Bytes`) is shared with it without copying; any other payload is
+    /// copied. Pass `&Bytes::new()` to copy.
+    pub fn to_message(&self, backing: &Bytes) -> Message {
+        let share = |part: &[u8]| share(backing, part);
+        match *self {
+            MessageRef::KeepAlive => Message::KeepAlive,
+            MessageRef::Choke => Message::Choke,
+            MessageRef::Unchoke => Message::Unchoke,
+            MessageRef::Interested => Message::Interested,
+            MessageRef::NotInterested => Message::NotInterested,
+            MessageRef::Have { piece } => Message::Have { piece },
+            MessageRef::Bitfield(b) => Message::Bitfield(share(b)),
+            MessageRef::Request(r) => Message::Request(r),
+            MessageRef::Piece { index, begin, data } => Message::Piece {
+                index,
+                begin,
+                data: share(data),
+            },
+            MessageRef::Cancel(r) => Message::Cancel(r),
+            MessageRef::Port(p) => Message::Port(p),
+            MessageRef::SuggestPiece { piece } => Message::SuggestPiece { piece },
+            MessageRef::HaveAll => Message::HaveAll,
+            MessageRef::HaveNone => Message::HaveNone,
+            MessageRef::RejectRequest(r) => Message::RejectRequest(r),
+            MessageRef::AllowedFast { piece } => Message::AllowedFast { piece },
+            MessageRef::Extended { id, payload } => Message::Extended {
+                id,
+                payload: share(payload),
+            },
+            MessageRef::HashRequest(r) => Message::HashRequest(r),
+            MessageRef::Hashes { request, hashes } => Message::Hashes(Hashes {
+                request,
+                hashes: share(hashes),
+            }),
+            MessageRef::HashReject(r) => Message::HashReject(r),
+            MessageRef::Unknown { id, payload } => Message::Unknown {
+                id,
+                payload: share(payload),
+            },
+        }
+    }
+}
+
+/// `part` as `Bytes`: shared with `backing` if it lies inside it, else copied.
+fn share(backing: &Bytes, part: &[u8]) -> Bytes {
+    let base = backing.as_ptr() as usize;
+    let start = (part.as_ptr() as usize).wrapping_sub(base);
+    match start.checked_add(part.len()) {
+        Some(end) if start <= backing.len() && end <= backing.len() && !part.is_empty() => {
+            backing.slice(start..end)
+        }
+        _ => Bytes::copy_from_slice(part),
+    }
 }
 
 /// Appends the 13-byte header of a piece message carrying `data_len` bytes of block data:

@@ -20,8 +20,16 @@ fn check(msg: Message, wire: &[u8]) {
     let dec = MessageDecoder::new(Limits::default())
         .decode(&mut buf)
         .unwrap();
-    assert_eq!(dec, Some(msg));
+    assert_eq!(dec, Some(msg.clone()));
     assert!(buf.is_empty());
+    // The borrowed path reads the same message from the same bytes, consuming all of them.
+    let (msg_ref, used) = MessageDecoder::new(Limits::default())
+        .decode_slice(wire)
+        .unwrap()
+        .unwrap();
+    assert_eq!(msg_ref, msg.as_ref());
+    assert_eq!(used, wire.len());
+    assert_eq!(msg_ref.to_message(&Bytes::new()), msg);
 }
 
 #[test]
