@@ -7,10 +7,12 @@
 //! |---|---|---|
 //! | [`bencode`] | `tessera-bencode` | zero-copy bencode decoder, canonical encoder, serde |
 //! | [`metainfo`] | `tessera-metainfo` | .torrent files (v1, v2, hybrid), magnet links, creation, merkle trees |
+//! | [`store`] | `tessera-store` | piece store: file mapping, backends, verification, recheck, resume |
 //! | [`wire`] | `tessera-wire` | peer wire protocol codec: handshake, messages, extensions |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub use tessera_bencode as bencode;
 pub use tessera_metainfo as metainfo;
+pub use tessera_store as store;
 pub use tessera_wire as wire;
