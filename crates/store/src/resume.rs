@@ -1,0 +1,671 @@
+//! Resume data: which pieces were verified, and the size and mtime of each file at that time,
+//! so a restart trusts those pieces without reading them again.
+//!
+//! The ordering contract, kept by [`ResumeWriter`]: the data of a piece is synced to disk
+//! (`Backend::sync` of each of its files) before a resume record that marks it complete is
+//! written, and that record replaces the previous one atomically (write `<name>.tmp`, sync it,
+//! rename it over `<name>`, sync the directory). A crash at any point leaves either the old
+//! record or the new one, and every piece either marks complete is on disk.
+//!
+//! The file is canonical bencode:
+//!
+//! ```text
+//! d 8:checksum 32:<SHA-256 of the same dictionary without "checksum">
+//!   5:files l (d 3:len i..e [5:mtime i<ns>e] e | le) ... e     (le: the file was absent)
+//!   7:info-v1 20:<v1 info hash>   7:info-v2 32:<v2 info hash>   (those the torrent has)
+//!   6:pieces i<number of pieces>e   8:verified <bitfield>   7:version i1e e
+//! ```
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use tessera_bencode::{put_bytes, put_int, DecodeOptions, DictBuilder, DictRef};
+use tessera_metainfo::{InfoHashes, Metainfo, Sha1Hash, Sha256Hash};
+use thiserror::Error;
+
+use crate::backend::{Backend, FileState};
+use crate::bitfield::{Bitfield, BitfieldError};
+use crate::error::StoreError;
+use crate::layout::Layout;
+
+/// The format version written, and the only one read.
+pub const RESUME_VERSION: i64 = 1;
+
+/// Why a resume file was not used.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ResumeError {
+    // --- The disk ---
+    /// Reading or writing the resume file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Syncing the torrent's data or reading its files' state failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+
+    // --- A malformed or hostile file ---
+    /// The file is larger than a record for this torrent can be.
+    #[error("resume file is {len} bytes, more than the {max} a record for this torrent can take")]
+    TooLarge {
+        /// Bytes in the file (at least `max + 1`).
+        len: u64,
+        /// Largest record for this torrent.
+        max: u64,
+    },
+    /// The file is not valid bencode.
+    #[error("resume file is not valid bencode: {0}")]
+    Bencode(#[from] tessera_bencode::Error),
+    /// A field is absent or has the wrong type or value.
+    #[error("resume file field {field:?} is missing or invalid")]
+    Field {
+        /// The field's key.
+        field: &'static str,
+    },
+    /// The version field names a format this crate does not read.
+    #[error("resume file version {version} is not supported (expected {RESUME_VERSION})")]
+    UnsupportedVersion {
+        /// The version in the file.
+        version: i64,
+    },
+    /// The checksum does not match the contents (a torn or altered file).
+    #[error("resume file checksum mismatch")]
+    Checksum,
+    /// The file decodes but is not in the canonical form this crate writes.
+    #[error("resume file is not canonical")]
+    NotCanonical,
+    /// The verified-pieces bitfield is malformed.
+    #[error("resume file bitfield: {0}")]
+    Bitfield(#[from] BitfieldError),
+
+    // --- A record for another torrent ---
+    /// The record is for a torrent with other info hashes.
+    #[error("resume file is for another torrent")]
+    WrongTorrent,
+    /// The record's number of pieces or files differs from the torrent's.
+    #[error("resume file has {got} {what}, the torrent {expected}")]
+    WrongShape {
+        /// `"pieces"` or `"files"`.
+        what: &'static str,
+        /// The torrent's count.
+        expected: u64,
+        /// The record's count.
+        got: u64,
+    },
+}
+
+/// A resume record: the torrent it is for, its verified pieces, and the state of each file
+/// (in layout order) when they were verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumeData {
+    /// The torrent's info hashes.
+    pub info_hash: InfoHashes,
+    /// Pieces verified and synced to disk.
+    pub verified: Bitfield,
+    /// Per file in layout order: its size and mtime, `None` if it was absent (padding files
+    /// are always `None`).
+    pub files: Vec<Option<FileState>>,
+}
+
+impl ResumeData {
+    /// An empty record for `meta`: nothing verified, every file absent.
+    pub fn new(meta: &Metainfo, layout: &Layout) -> Self {
+        ResumeData {
+            info_hash: meta.info_hashes(),
+            verified: Bitfield::new(layout.num_pieces()),
+            files: vec![None; layout.files().len()],
+        }
+    }
+
+    /// The canonical encoding, checksum included.
+    pub fn encode(&self) -> Vec<u8> {
+        let body = self.dict(None);
+        let sum: [u8; 32] = Sha256::digest(&body).into();
+        self.dict(Some(&sum))
+    }
+
+    fn dict(&self, checksum: Option<&[u8; 32]>) -> Vec<u8> {
+        let mut d = DictBuilder::new();
+        if let Some(sum) = checksum {
+            d.entry_with(b"checksum", |o| put_bytes(o, sum));
+        }
+        d.entry_with(b"files", |o| {
+            o.push(b'l');
+            for f in &self.files {
+                match f {
+                    Some(s) => {
+                        let mut fd = DictBuilder::new();
+                        fd.entry_with(b"len", |o| put_int(o, clamp_i64(s.len)));
+                        // An mtime outside i64 nanoseconds is left out: the file then never
+                        // matches and its pieces are rechecked, which is safe.
+                        if let Some(m) = s.mtime_ns.and_then(|m| i64::try_from(m).ok()) {
+                            fd.entry_with(b"mtime", |o| put_int(o, m));
+                        }
+                        fd.finish(o);
+                    }
+                    None => o.extend_from_slice(b"le"),
+                }
+            }
+            o.push(b'e');
+        });
+        if let Some(h) = &self.info_hash.v1 {
+            d.entry_with(b"info-v1", |o| put_bytes(o, &h.0));
+        }
+        if let Some(h) = &self.info_hash.v2 {
+            d.entry_with(b"info-v2", |o| put_bytes(o, &h.0));
+        }
+        d.entry_with(b"pieces", |o| put_int(o, i64::from(self.verified.len())));
+        d.entry_with(b"verified", |o| put_bytes(o, &self.verified.to_bytes()));
+        d.entry_with(b"version", |o| put_int(o, RESUME_VERSION));
+        let mut out = Vec::new();
+        d.finish(&mut out);
+        out
+    }
+
+    /// Reads a record written by [`encode`](Self::encode) for a torrent of `num_pieces` pieces
+    /// and `num_files` files.
+    ///
+    /// # Errors
+    /// [`ResumeError`] for anything but a canonical record of this shape with a good checksum.
+    pub fn decode(data: &[u8], num_pieces: u32, num_files: usize) -> Result<Self, ResumeError> {
+        let max_tokens = num_files.saturating_mul(6).saturating_add(64);
+        let opts = DecodeOptions::strict()
+            .with_max_depth(4)
+            .with_max_tokens(max_tokens);
+        let doc = opts.decode(data)?;
+        let root = doc
+            .root()
+            .as_dict()
+            .ok_or(ResumeError::Field { field: "root" })?;
+        let version = root
+            .get_int(b"version")
+            .ok_or(ResumeError::Field { field: "version" })?;
+        if version != RESUME_VERSION {
+            return Err(ResumeError::UnsupportedVersion { version });
+        }
+        let pieces = root
+            .get_int(b"pieces")
+            .ok_or(ResumeError::Field { field: "pieces" })?;
+        if pieces != i64::from(num_pieces) {
+            return Err(ResumeError::WrongShape {
+                what: "pieces",
+                expected: u64::from(num_pieces),
+                got: u64::try_from(pieces).unwrap_or(0),
+            });
+        }
+        let verified = Bitfield::from_bytes(
+            root.get_bytes(b"verified")
+                .ok_or(ResumeError::Field { field: "verified" })?,
+            num_pieces,
+        )?;
+        let v1 = match root.get(b"info-v1") {
+            Some(v) => Some(
+                v.as_bytes()
+                    .and_then(Sha1Hash::from_slice)
+                    .ok_or(ResumeError::Field { field: "info-v1" })?,
+            ),
+            None => None,
+        };
+        let v2 = match root.get(b"info-v2") {
+            Some(v) => Some(
+                v.as_bytes()
+                    .and_then(Sha256Hash::from_slice)
+                    .ok_or(ResumeError::Field { field: "info-v2" })?,
+            ),
+            None => None,
+        };
+        let list = root
+            .get_list(b"files")
+            .ok_or(ResumeError::Field { field: "files" })?;
+        if list.len() != num_files {
+            return Err(ResumeError::WrongShape {
+                what: "files",
+                expected: num_files as u64,
+                got: list.len() as u64,
+            });
+        }
+        let mut files = Vec::with_capacity(num_files);
+        for item in list.iter() {
+            if let Some(l) = item.as_list() {
+                if !l.is_empty() {
+                    return Err(ResumeError::Field { field: "files" });
+                }
+                files.push(None);
+            } else {
+                let fd = item
+                    .as_dict()
+                    .ok_or(ResumeError::Field { field: "files" })?;
+                files.push(Some(file_state(&fd)?));
+            }
+        }
+        let data_out = ResumeData {
+            info_hash: InfoHashes { v1, v2 },
+            verified,
+            files,
+        };
+        let sum = root
+            .get_bytes(b"checksum")
+            .ok_or(ResumeError::Field { field: "checksum" })?;
+        let body = data_out.dict(None);
+        if Sha256::digest(&body).as_slice() != sum {
+            return Err(ResumeError::Checksum);
+        }
+        if data_out.encode() != data {
+            return Err(ResumeError::NotCanonical);
+        }
+        Ok(data_out)
+    }
+
+    /// Largest encoding of a record for `num_pieces` pieces and `num_files` files.
+    pub fn max_encoded_len(num_pieces: u32, num_files: usize) -> u64 {
+        // Fixed keys and hashes, the bitfield, and per file `d3:leni<20>e5:mtimei<20>ee`.
+        512u64
+            .saturating_add(u64::from(num_pieces).div_ceil(8))
+            .saturating_add((num_files as u64).saturating_mul(64))
+    }
+}
+
+fn clamp_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn file_state(fd: &DictRef<'_, '_>) -> Result<FileState, ResumeError> {
+    let len = fd
+        .get_int(b"len")
+        .and_then(|l| u64::try_from(l).ok())
+        .ok_or(ResumeError::Field { field: "len" })?;
+    let mtime_ns = match fd.get(b"mtime") {
+        Some(v) => Some(i128::from(
+            v.as_int().ok_or(ResumeError::Field { field: "mtime" })?,
+        )),
+        None => None,
+    };
+    Ok(FileState { len, mtime_ns })
+}
+
+/// Writes `data` to `path` atomically: to `<path>.tmp` first, synced, renamed over `path`,
+/// then the directory synced so the rename itself survives a crash.
+///
+/// One writer per path at a time: two would share `<path>.tmp`.
+///
+/// # Errors
+/// [`ResumeError::Io`] if any step fails; `path` then still holds the previous record.
+pub fn save_resume(path: &Path, data: &ResumeData) -> Result<(), ResumeError> {
+    let bytes = data.encode();
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = PathBuf::from(tmp_name);
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| ResumeError::Io { path: p, source }
+    };
+    {
+        let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(&bytes).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+    }
+    fs::rename(&tmp, path).map_err(io(path))?;
+    sync_parent(path)
+}
+
+#[cfg(unix)]
+fn sync_parent(path: &Path) -> Result<(), ResumeError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| ResumeError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+#[cfg(not(unix))]
+fn sync_parent(_path: &Path) -> Result<(), ResumeError> {
+    // Directories cannot be opened for syncing here; the rename is as durable as the
+    // platform makes it.
+    Ok(())
+}
+
+/// Reads the resume record at `path` for `meta`, bounded in size.
+///
+/// # Errors
+/// [`ResumeError`] if the file cannot be read, is too large, corrupt, or for another torrent.
+pub fn read_resume(
+    path: &Path,
+    meta: &Metainfo,
+    layout: &Layout,
+) -> Result<ResumeData, ResumeError> {
+    let num_files = layout.files().len();
+    let max = ResumeData::max_encoded_len(layout.num_pieces(), num_files);
+    let io = |source| ResumeError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let f = fs::File::open(path).map_err(io)?;
+    let mut bytes = Vec::new();
+    f.take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > max {
+        return Err(ResumeError::TooLarge {
+            len: bytes.len() as u64,
+            max,
+        });
+    }
+    let data = ResumeData::decode(&bytes, layout.num_pieces(), num_files)?;
+    if data.info_hash != meta.info_hashes() {
+        return Err(ResumeError::WrongTorrent);
+    }
+    Ok(data)
+}
+
+/// Where loading a resume record left things.
+#[derive(Debug)]
+pub enum ResumeStatus {
+    /// The record was read; [`ResumeState::verified`] holds the pieces it lets us trust.
+    Loaded,
+    /// There is no resume file.
+    Absent,
+    /// The resume file was unusable and is ignored, for this reason.
+    Rejected(ResumeError),
+}
+
+/// The outcome of [`load_resume`].
+#[derive(Debug)]
+pub struct ResumeState {
+    /// Pieces recorded verified whose files are unchanged since: trusted without reading.
+    pub verified: Bitfield,
+    /// Pieces recorded verified in a file whose size or mtime changed since: they must be
+    /// read and verified again before they are trusted.
+    pub to_recheck: Vec<u32>,
+    /// The record as read, if it was usable.
+    pub data: Option<ResumeData>,
+    /// Whether a record was found and used. When it was not, nothing is trusted and the
+    /// caller decides between a full recheck and a fresh download.
+    pub status: ResumeStatus,
+}
+
+/// Loads the resume record at `path` and decides which recorded pieces can be trusted: those
+/// whose every (non-padding) file still has the size and mtime recorded. Never fails: an
+/// absent, corrupt or foreign record is reported in [`ResumeState::status`] and treated as
+/// no resume data, and a file whose state cannot be read counts as changed.
+pub fn load_resume<B: Backend + ?Sized>(
+    path: &Path,
+    meta: &Metainfo,
+    layout: &Layout,
+    backend: &B,
+) -> ResumeState {
+    let empty = |status| ResumeState {
+        verified: Bitfield::new(layout.num_pieces()),
+        to_recheck: Vec::new(),
+        data: None,
+        status,
+    };
+    let data = match read_resume(path, meta, layout) {
+        Ok(d) => d,
+        Err(ResumeError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return empty(ResumeStatus::Absent)
+        }
+        Err(e) => return empty(ResumeStatus::Rejected(e)),
+    };
+    let unchanged: Vec<bool> = layout
+        .files()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            if f.padding {
+                return true;
+            }
+            match (backend.file_state(i), data.files.get(i)) {
+                (Ok(now), Some(then)) => now == *then,
+                _ => false,
+            }
+        })
+        .collect();
+    let mut verified = Bitfield::new(layout.num_pieces());
+    let mut to_recheck = Vec::new();
+    for piece in data.verified.iter_ones() {
+        let mut files = layout.piece_files(piece).peekable();
+        let trusted =
+            files.peek().is_some() && files.all(|f| unchanged.get(f).copied().unwrap_or(false));
+        if trusted {
+            verified.set(piece, true);
+        } else {
+            to_recheck.push(piece);
+        }
+    }
+    ResumeState {
+        verified,
+        to_recheck,
+        data: Some(data),
+        status: ResumeStatus::Loaded,
+    }
+}
+
+/// Records newly verified pieces, keeping the ordering contract: [`commit`](Self::commit)
+/// syncs every file those pieces touch before it writes a record that marks them complete.
+#[derive(Debug)]
+pub struct ResumeWriter {
+    path: PathBuf,
+    data: ResumeData,
+    pending: BTreeSet<u32>,
+}
+
+impl ResumeWriter {
+    /// A writer of the record at `path`, starting from `data` (for instance
+    /// [`ResumeData::new`], or a loaded record with its untrusted pieces cleared).
+    pub fn new(path: impl Into<PathBuf>, data: ResumeData) -> Self {
+        ResumeWriter {
+            path: path.into(),
+            data,
+            pending: BTreeSet::new(),
+        }
+    }
+
+    /// The record as last committed.
+    pub fn data(&self) -> &ResumeData {
+        &self.data
+    }
+
+    /// True if `piece` is recorded (committed) as verified.
+    pub fn is_verified(&self, piece: u32) -> bool {
+        self.data.verified.get(piece)
+    }
+
+    /// Notes that `piece` was written and verified; it is recorded at the next
+    /// [`commit`](Self::commit). Pieces past the end are ignored.
+    pub fn mark_verified(&mut self, piece: u32) {
+        if piece < self.data.verified.len() {
+            self.pending.insert(piece);
+        }
+    }
+
+    /// Number of pieces noted but not yet committed.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Syncs the files of every pending piece, reads the state of every file, and then writes
+    /// the record atomically. Nothing is written if nothing is pending.
+    ///
+    /// # Errors
+    /// A sync, stat or write error. The pending pieces stay pending and the previous record
+    /// stays on disk.
+    pub fn commit<B: Backend + ?Sized>(
+        &mut self,
+        layout: &Layout,
+        backend: &B,
+    ) -> Result<(), ResumeError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut touched = BTreeSet::new();
+        for &piece in &self.pending {
+            for file in layout.piece_files(piece) {
+                if layout.files().get(file).is_some_and(|f| !f.padding) {
+                    touched.insert(file);
+                }
+            }
+        }
+        for &file in &touched {
+            backend.sync(file)?;
+        }
+        let mut next = self.data.clone();
+        for (i, f) in layout.files().iter().enumerate() {
+            if let Some(slot) = next.files.get_mut(i) {
+                *slot = if f.padding {
+                    None
+                } else {
+                    backend.file_state(i)?
+                };
+            }
+        }
+        for &piece in &self.pending {
+            next.verified.set(piece, true);
+        }
+        save_resume(&self.path, &next)?;
+        self.data = next;
+        self.pending.clear();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+    use super::*;
+    use crate::memory::MemoryBackend;
+    use tessera_metainfo::{TorrentBuilder, TorrentVersion};
+
+    fn fixture(version: TorrentVersion) -> (tempfile::TempDir, Metainfo, Layout) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("t");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("a"), vec![7u8; 70_000]).unwrap();
+        std::fs::write(root.join("b"), vec![9u8; 1_000]).unwrap();
+        let t = TorrentBuilder::new(&root)
+            .version(version)
+            .piece_length(16_384)
+            .build()
+            .unwrap();
+        let meta = Metainfo::from_bytes(t.bytes).unwrap();
+        let layout = Layout::new(&meta).unwrap();
+        (dir, meta, layout)
+    }
+
+    fn sample(meta: &Metainfo, layout: &Layout) -> ResumeData {
+        let mut d = ResumeData::new(meta, layout);
+        d.verified.set(1, true);
+        d.verified.set(3, true);
+        d.files[0] = Some(FileState {
+            len: 70_000,
+            mtime_ns: Some(1_700_000_000_123_456_789),
+        });
+        d.files[1] = Some(FileState {
+            len: 1_000,
+            mtime_ns: None,
+        });
+        d
+    }
+
+    #[test]
+    fn roundtrip_and_checksum() {
+        for version in [
+            TorrentVersion::V1,
+            TorrentVersion::V2,
+            TorrentVersion::Hybrid,
+        ] {
+            let (_dir, meta, layout) = fixture(version);
+            let d = sample(&meta, &layout);
+            let bytes = d.encode();
+            let n = layout.files().len();
+            let back = ResumeData::decode(&bytes, layout.num_pieces(), n).unwrap();
+            assert_eq!(back, d);
+            assert!(bytes.len() as u64 <= ResumeData::max_encoded_len(layout.num_pieces(), n));
+            // Every single-bit flip is rejected, never accepted as different data.
+            for i in 0..bytes.len() {
+                for bit in [0x01u8, 0x80] {
+                    let mut bad = bytes.clone();
+                    bad[i] ^= bit;
+                    assert!(ResumeData::decode(&bad, layout.num_pieces(), n).is_err());
+                }
+            }
+            // Every truncation is rejected.
+            for len in 0..bytes.len() {
+                assert!(ResumeData::decode(&bytes[..len], layout.num_pieces(), n).is_err());
+            }
+            assert!(matches!(
+                ResumeData::decode(&bytes, layout.num_pieces() + 1, n),
+                Err(ResumeError::WrongShape { what: "pieces", .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn load_trusts_only_unchanged_files() {
+        let (dir, meta, layout) = fixture(TorrentVersion::V1);
+        let mem = MemoryBackend::new(&layout);
+        let path = dir.path().join("resume");
+        assert!(matches!(
+            load_resume(&path, &meta, &layout, &mem).status,
+            ResumeStatus::Absent
+        ));
+        // Write all pieces, record them, then change file b.
+        let mut w = ResumeWriter::new(&path, ResumeData::new(&meta, &layout));
+        for (i, f) in layout.files().iter().enumerate() {
+            if !f.padding {
+                mem.write_at(i, 0, &vec![1u8; f.length as usize]).unwrap();
+            }
+        }
+        for p in 0..layout.num_pieces() {
+            w.mark_verified(p);
+        }
+        w.commit(&layout, &mem).unwrap();
+        let state = load_resume(&path, &meta, &layout, &mem);
+        assert!(state.verified.is_full());
+        assert!(state.to_recheck.is_empty());
+        mem.write_at(1, 0, &[2u8]).unwrap();
+        let state = load_resume(&path, &meta, &layout, &mem);
+        let b_pieces: Vec<u32> = layout.file_pieces(1).collect();
+        assert_eq!(state.to_recheck, b_pieces);
+        assert_eq!(
+            state.verified.count() as usize,
+            layout.num_pieces() as usize - b_pieces.len()
+        );
+
+        // A record for another torrent, garbage and an oversized file are all rejected.
+        let (_d2, other, other_layout) = fixture(TorrentVersion::V2);
+        save_resume(&path, &ResumeData::new(&other, &other_layout)).unwrap();
+        let state = load_resume(&path, &meta, &layout, &mem);
+        assert!(state.verified.count() == 0 && state.data.is_none());
+        assert!(matches!(state.status, ResumeStatus::Rejected(_)));
+        std::fs::write(&path, b"d7:versioni1ee").unwrap();
+        assert!(matches!(
+            load_resume(&path, &meta, &layout, &mem).status,
+            ResumeStatus::Rejected(ResumeError::Field { .. })
+        ));
+        std::fs::write(&path, vec![b'l'; 1 << 20]).unwrap();
+        assert!(matches!(
+            load_resume(&path, &meta, &layout, &mem).status,
+            ResumeStatus::Rejected(ResumeError::TooLarge { .. })
+        ));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn hostile_bytes_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            let _ = ResumeData::decode(&data, 5, 2);
+        }
+    }
+}
