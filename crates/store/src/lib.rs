@@ -52,6 +52,14 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! ## Partial downloads
+//!
+//! [`Priorities`] gives each file a [`FilePriority`]; a piece is wanted unless every file it
+//! touches is skipped ([`Priorities::wanted_pieces`]). [`PartialBackend`] wraps a backend so
+//! that skipped files are never created: their bytes (in practice those of the pieces they
+//! share with wanted files) go to a [`PartFile`] in the download directory, and move into the
+//! real file when it is unskipped ([`PartialBackend::set_priorities`]).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -59,9 +67,13 @@ mod backend;
 mod bitfield;
 mod error;
 mod file_backend;
+pub mod fuzzing;
 mod layout;
 mod memory;
+mod part_file;
+mod partial;
 mod path;
+mod priority;
 mod recheck;
 mod resume;
 mod store;
@@ -73,7 +85,10 @@ pub use error::StoreError;
 pub use file_backend::{FileBackend, FileBackendOptions};
 pub use layout::{FileSpan, Layout, LayoutFile, Spans, BLOCK_SIZE};
 pub use memory::MemoryBackend;
+pub use part_file::{PartFile, PartFileError, PartStatus, PART_FILE_VERSION};
+pub use partial::PartialBackend;
 pub use path::safe_join;
+pub use priority::{FilePriority, Priorities};
 pub use recheck::{recheck, RecheckOptions, RecheckReport};
 pub use resume::{
     load_resume, read_resume, save_resume, ResumeData, ResumeError, ResumeState, ResumeStatus,

@@ -1,7 +1,8 @@
 //! The layout against libtorrent (Debian's python3-libtorrent): libtorrent writes a tree of
-//! files and makes v1 and hybrid torrents of it (the hybrid one with padding files); we parse
-//! them, read every piece through a `FileBackend` over libtorrent's files and check it against
-//! the v1 piece hashes, then write every piece into a fresh directory and compare the files.
+//! files and makes v1, v2 and hybrid torrents of it (the hybrid one with padding files); we
+//! parse them, read every piece through a `FileBackend` over libtorrent's files, check it with
+//! our `Verifier` (v1 SHA-1 and/or v2 merkle) and, for v1 hashes, against a plain SHA-1 too,
+//! then write every piece into a fresh directory and compare the files.
 //!
 //! Skipped when libtorrent is missing, unless `TESSERA_REQUIRE_LIBTORRENT=1`. No networking.
 
@@ -20,7 +21,9 @@ use std::time::Duration;
 
 use sha1::{Digest, Sha1};
 use tessera_metainfo::{Metainfo, TorrentVersion};
-use tessera_store::{read_piece, write_block, FileBackend, FileBackendOptions, Layout};
+use tessera_store::{
+    read_piece, write_block, FileBackend, FileBackendOptions, Layout, PieceVerdict, Verifier,
+};
 
 /// Writes the content tree (random bytes) under `<dir>/content`, then one torrent per kind.
 const SCRIPT: &str = r#"
@@ -36,7 +39,7 @@ for rel, size in tree:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as f:
         f.write(os.urandom(size))
-kinds = {"v1": lt.create_torrent.v1_only, "hybrid": 0}
+kinds = {"v1": lt.create_torrent.v1_only, "v2": lt.create_torrent.v2_only, "hybrid": 0}
 for kind, flags in kinds.items():
     fs = lt.file_storage()
     lt.add_files(fs, content)
@@ -62,6 +65,7 @@ fn libtorrent_torrents_map_onto_their_files() {
         assert_eq!(out.trim(), "done");
         for (kind, version) in [
             ("v1", TorrentVersion::V1),
+            ("v2", TorrentVersion::V2),
             ("hybrid", TorrentVersion::Hybrid),
         ] {
             let bytes = fs::read(dir.path().join(format!("{kind}.torrent"))).unwrap();
@@ -75,18 +79,27 @@ fn libtorrent_torrents_map_onto_their_files() {
                 );
             }
 
-            // Read libtorrent's files piece by piece: every v1 hash matches.
+            // Read libtorrent's files piece by piece: every piece verifies, and every v1 hash
+            // matches a plain SHA-1 of what was read.
+            let verifier = Verifier::new(&meta, &layout);
             let src = FileBackend::new(dir.path(), &layout, FileBackendOptions::default()).unwrap();
             let fresh = dir.path().join(format!("copy-{kind}"));
             let dst = FileBackend::new(&fresh, &layout, FileBackendOptions::default()).unwrap();
             for p in 0..layout.num_pieces() {
                 let data = read_piece(&src, &layout, p).unwrap();
-                let want = meta.piece_hash_v1(p as usize).unwrap();
                 assert_eq!(
-                    Sha1::digest(&data).as_slice(),
-                    want.0.as_slice(),
+                    verifier.verify_piece(p, &data),
+                    PieceVerdict::Ok,
                     "{kind}, piece length {piece}: piece {p}"
                 );
+                if version.has_v1() {
+                    let want = meta.piece_hash_v1(p as usize).unwrap();
+                    assert_eq!(
+                        Sha1::digest(&data).as_slice(),
+                        want.0.as_slice(),
+                        "{kind}, piece length {piece}: piece {p}"
+                    );
+                }
                 write_block(&dst, &layout, p, 0, &data).unwrap();
             }
 
