@@ -12,6 +12,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+/// The `bytes` crate, whose `Bytes`/`BytesMut` carry payloads through the wire codec.
+pub use bytes;
 pub use tessera_bencode as bencode;
 pub use tessera_metainfo as metainfo;
 pub use tessera_store as store;
