@@ -2,6 +2,22 @@
 //!
 //! Threads take runs of consecutive pieces from a shared counter (so a slow disk region does
 //! not leave the other threads idle), each reading into one buffer it reuses for every piece.
+//!
+//! # Calling the store from an async runtime
+//!
+//! Everything in this crate blocks: [`recheck`] (and [`read_block`], `write_block`,
+//! [`Verifier::verify_piece`], `Backend::sync`) does file I/O and hashing on the calling thread
+//! and, for [`recheck`], on threads of its own that it joins before returning. A driver built
+//! on an async runtime must never call it from an async task on a worker thread, where it
+//! would stall every other task scheduled there for as long as the disk or the hash takes.
+//! Instead:
+//! - run it on a thread pool kept for blocking work, such as `tokio::task::spawn_blocking`
+//!   (or a dedicated `std::thread` / rayon pool), and await the result;
+//! - keep the `Metainfo`, `Layout` and backend in an `Arc` so the blocking closure owns them;
+//! - for a long [`recheck`], report progress through [`RecheckOptions::progress`] over a
+//!   channel rather than by touching async state from the callback;
+//! - limit how many blocking store calls run at once (a semaphore), since `recheck` already
+//!   uses every core by itself.
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
