@@ -12,6 +12,10 @@
     missing_docs
 )]
 
+#[allow(unreachable_pub)]
+mod support;
+use support::bytes;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -27,18 +31,6 @@ use tessera_store::{
 const WORK_ENV: &str = "TESSERA_CRASH_WORK";
 const PHASE_ENV: &str = "TESSERA_CRASH_PHASE";
 const PIECE: u64 = 16_384;
-
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 /// A random permutation of `0..n` from `seed`.
 fn shuffled(n: usize, seed: u64) -> Vec<usize> {

@@ -14,6 +14,7 @@
 )]
 
 #[allow(unreachable_pub)]
+#[path = "../../metainfo/tests/common/mod.rs"]
 mod common;
 
 use std::fs;

@@ -8,6 +8,10 @@
     missing_docs
 )]
 
+#[allow(unreachable_pub)]
+mod support;
+use support::bytes;
+
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
@@ -21,18 +25,6 @@ use tessera_store::{
 
 /// Small enough that v1 pieces straddle files.
 const PL: u64 = 16_384;
-
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 const FILES: [(&str, usize); 5] = [
     ("a.bin", 40_000),

@@ -7,6 +7,10 @@
     missing_docs
 )]
 
+#[allow(unreachable_pub)]
+mod support;
+use support::bytes;
+
 use std::collections::BTreeSet;
 use std::num::NonZeroUsize;
 use std::path::Path;
@@ -24,18 +28,6 @@ const VERSIONS: [TorrentVersion; 3] = [
     TorrentVersion::V2,
     TorrentVersion::Hybrid,
 ];
-
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 /// Makes `dir/album` and a torrent of it; returns the torrent and its layout.
 fn setup(dir: &Path, version: TorrentVersion) -> (Metainfo, Layout) {

@@ -7,6 +7,10 @@
     missing_docs
 )]
 
+#[allow(unreachable_pub)]
+mod support;
+use support::bytes;
+
 use std::path::Path;
 
 use tessera_metainfo::{Metainfo, TorrentBuilder, TorrentVersion};
@@ -20,19 +24,6 @@ const VERSIONS: [TorrentVersion; 3] = [
     TorrentVersion::V2,
     TorrentVersion::Hybrid,
 ];
-
-/// Deterministic pseudo-random bytes (xorshift64).
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 /// A shuffled copy of `0..n`.
 fn shuffled(n: usize, seed: u64) -> Vec<usize> {
