@@ -6,27 +6,25 @@
 //!
 //! It makes sample content in a temporary directory, creates a hybrid (v1 + v2) torrent from it
 //! with hashing on all cores, reads the torrent back, checks that what it reads is what it wrote,
-//! and prints the summary and the magnet link. Then it moves the content from a "seeder" piece
-//! store to a fresh one the way a download does: 16 KiB `piece` messages through the peer wire
-//! codec, each piece hashed (SHA-1 and SHA-256 merkle) as its blocks arrive, and finally a
-//! parallel recheck of what landed on disk. Later capabilities (real peers, the DHT, payments)
-//! extend this same demo.
+//! and prints the summary and the magnet link. Then it runs a swarm on 127.0.0.1: a seeder
+//! serving the content and two downloaders of our own that fetch it from the seeder and from
+//! each other over TCP, verifying every piece (SHA-1 and SHA-256 merkle) before writing it,
+//! with a progress line and a summary, and finally a parallel recheck of what landed on disk.
+//! Later capabilities (the DHT, payments) extend this same demo.
 
 use std::error::Error;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use tessera::bytes::{Bytes, BytesMut};
 use tessera::metainfo::{Magnet, Metainfo, TorrentBuilder, TorrentVersion};
-use tessera::store::{
-    read_piece, recheck, write_block, FileBackend, FileBackendOptions, Layout, PieceHasher,
-    PieceVerdict, RecheckOptions, Verifier,
+use tessera::store::{recheck, Bitfield, FileBackend, FileBackendOptions, Layout, RecheckOptions};
+use tessera::swarm::driver::{
+    default_resume_path, open_dir, Driver, DriverConfig, DriverError, OpenStorage, Storage,
 };
-use tessera::wire::{Limits, Message, MessageDecoder};
-
-/// Block size on the wire.
-const BLOCK: usize = 16 * 1024;
+use tessera::swarm::{Session, SessionConfig};
 
 /// Sample content: (relative path, length). Odd sizes on purpose, so that the hybrid torrent
 /// needs BEP 47 padding; one empty file, which v2 lists without a merkle root.
@@ -147,77 +145,122 @@ fn run() -> Result<(), Box<dyn Error>> {
     println!();
     println!("magnet:       {uri}");
 
-    transfer(&meta, tmp.path(), &tmp.path().join("download"))?;
+    swarm(meta, tmp.path(), tmp.path())?;
     Ok(())
 }
 
-/// Moves every piece from the store over `seed_dir` to a fresh store over `out_dir` through the
-/// peer wire codec, verifying each piece as its blocks arrive, then rechecks the result.
-fn transfer(meta: &Metainfo, seed_dir: &Path, out_dir: &Path) -> Result<(), Box<dyn Error>> {
-    let layout = Layout::new(meta)?;
-    let seeder = FileBackend::new(seed_dir, &layout, FileBackendOptions::default())?;
-    let leecher = FileBackend::new(out_dir, &layout, FileBackendOptions::default())?;
-    let verifier = Verifier::new(meta, &layout);
-    let piece_length = u32::try_from(meta.piece_length())?;
-    let decoder =
-        MessageDecoder::new(Limits::default().for_torrent(layout.total_length(), piece_length));
+/// Seeds the content from `seed_dir` on 127.0.0.1 and downloads it with two peers of our own
+/// into fresh directories: each asks the seeder, the second the first one as well, and PEX
+/// tells them about any peer they missed. Then rechecks what landed on disk.
+fn swarm(meta: Metainfo, seed_dir: &Path, work: &Path) -> Result<(), Box<dyn Error>> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let meta = Arc::new(meta);
+        let layout = Layout::new(&meta)?;
+        let localhost = SocketAddr::from(([127, 0, 0, 1], 0));
 
-    let started = Instant::now();
-    let mut wire = BytesMut::new();
-    let (mut messages, mut bytes) = (0u64, 0u64);
-    for piece in 0..layout.num_pieces() {
-        // The seeder side: read the piece and frame it as `piece` messages.
-        let data = Bytes::from(read_piece(&seeder, &layout, piece)?);
-        for begin in (0..data.len()).step_by(BLOCK) {
-            let block = data.slice(begin..(begin + BLOCK).min(data.len()));
-            let begin = u32::try_from(begin)?;
-            Message::Piece {
-                index: piece,
-                begin,
-                data: block,
-            }
-            .encode(&mut wire);
+        // The seeder checks its data first, as the `seed` example does.
+        let (have, storage) = open_dir(&meta, &layout, seed_dir, None, true)?;
+        if !have.is_full() {
+            return Err(format!("seeder verified {}/{} pieces", have.count(), have.len()).into());
         }
-        // The downloader side: decode (zero-copy), hash as blocks arrive, write.
-        let mut hasher = PieceHasher::new(&verifier, piece);
-        while let Some(msg) = decoder.decode(&mut wire)? {
-            if let Message::Piece { index, begin, data } = msg {
-                hasher.update(u64::from(begin), &data)?;
-                write_block(&leecher, &layout, index, begin, &data)?;
-                messages += 1;
-                bytes += data.len() as u64;
-            }
-        }
-        match hasher.finish() {
-            PieceVerdict::Ok => {}
-            verdict => return Err(format!("piece {piece}: {verdict}").into()),
-        }
-    }
-    let moved = started.elapsed();
+        let seeder = start(&meta, &have, storage)?;
+        let seed_addr = seeder.listen(localhost).await?;
+        println!();
+        println!("seeder:       listening on {seed_addr}, {} pieces verified", have.count());
 
-    let started = Instant::now();
-    let report = recheck(meta, &layout, &leecher, &RecheckOptions::default())?;
-    let checked = started.elapsed();
-    if report.verified.count() != layout.num_pieces() {
-        return Err(format!(
-            "recheck verified {} of {} pieces",
-            report.verified.count(),
-            layout.num_pieces()
-        )
-        .into());
-    }
-    println!();
-    println!(
-        "transfer:     {messages} piece messages, {bytes} bytes through the wire codec into {}",
-        out_dir.display()
-    );
-    println!(
-        "              every piece verified as it arrived ({:.1} ms); recheck of {} pieces on all cores: {:.1} ms",
-        moved.as_secs_f64() * 1e3,
-        layout.num_pieces(),
-        checked.as_secs_f64() * 1e3
-    );
-    Ok(())
+        let started = Instant::now();
+        let mut downloaders = Vec::new();
+        let mut addrs = Vec::new();
+        for name in ["peer-a", "peer-b"] {
+            let dir = work.join(name);
+            let resume = default_resume_path(&dir, &meta);
+            let (have, storage) = open_dir(&meta, &layout, &dir, Some(&resume), false)?;
+            let driver = start(&meta, &have, storage)?;
+            let addr = driver.listen(localhost).await?;
+            driver.connect(seed_addr);
+            for other in &addrs {
+                driver.connect(*other);
+            }
+            println!("{name}:       listening on {addr}, have {}/{} pieces", have.count(), have.len());
+            addrs.push(addr);
+            downloaders.push((name, dir, driver));
+        }
+
+        let total = u64::from(layout.num_pieces());
+        loop {
+            let line: Vec<String> = downloaders
+                .iter()
+                .map(|(name, _, d)| {
+                    let p = d.progress();
+                    format!("{name} {:>3}/{total} pieces {:>2} peers", p.pieces, p.peers)
+                })
+                .collect();
+            print!("\r              {}", line.join("   "));
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+            if downloaders.iter().all(|(_, _, d)| d.progress().pieces == layout.num_pieces()) {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                return Err("the download did not finish within 60 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        println!();
+        for (_, _, d) in &downloaders {
+            d.finished().await?;
+        }
+        let elapsed = started.elapsed();
+
+        println!();
+        for (name, dir, d) in &downloaders {
+            let p = d.progress();
+            let report = recheck(&meta, &layout, &FileBackend::new(dir, &layout, FileBackendOptions::default())?, &RecheckOptions::default())?;
+            if !report.verified.is_full() {
+                return Err(format!("{name}: recheck verified {}/{} pieces", report.verified.count(), total).into());
+            }
+            println!(
+                "{name}:       downloaded {} bytes, uploaded {} bytes, {} peers met, {} pieces verified ({} on recheck), {} hash failures",
+                p.downloaded, p.uploaded, p.peers_seen, p.pieces, report.verified.count(), p.hash_failures
+            );
+        }
+        let sp = seeder.progress();
+        println!("seeder:       uploaded {} bytes to {} peers", sp.uploaded, sp.peers_seen);
+        let bytes: u64 = downloaders.iter().map(|(_, _, d)| d.progress().downloaded).sum();
+        println!(
+            "swarm:        {bytes} bytes in {:.1} ms over TCP on 127.0.0.1 ({:.0} MB/s)",
+            elapsed.as_secs_f64() * 1e3,
+            bytes as f64 / elapsed.as_secs_f64().max(1e-9) / 1e6
+        );
+        for (_, _, d) in &downloaders {
+            d.shutdown();
+        }
+        seeder.shutdown();
+        Ok(())
+    })
+}
+
+/// A driver for `meta` over `storage`, with `have` already verified.
+fn start(
+    meta: &Arc<Metainfo>,
+    have: &Bitfield,
+    storage: Storage,
+) -> Result<Driver, Box<dyn Error>> {
+    let session = Session::new(
+        Arc::clone(meta),
+        have,
+        SessionConfig::default(),
+        Instant::now(),
+    )?;
+    let mut storage = Some(storage);
+    let open: OpenStorage = Box::new(move |_, _| {
+        storage
+            .take()
+            .ok_or_else(|| DriverError::Io(std::io::Error::other("storage opened twice")))
+    });
+    Ok(Driver::start(session, open, DriverConfig::default())?)
 }
 
 fn main() -> ExitCode {

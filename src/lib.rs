@@ -9,6 +9,7 @@
 //! | [`metainfo`] | `tessera-metainfo` | .torrent files (v1, v2, hybrid), magnet links, creation, merkle trees |
 //! | [`store`] | `tessera-store` | piece store: file mapping, backends, verification, recheck, resume |
 //! | [`wire`] | `tessera-wire` | peer wire protocol codec: handshake, messages, extensions |
+//! | [`swarm`] | `tessera-swarm` | sans-IO swarm engine (peers, picker, choker, metadata, PEX) and its tokio driver |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -17,4 +18,5 @@ pub use bytes;
 pub use tessera_bencode as bencode;
 pub use tessera_metainfo as metainfo;
 pub use tessera_store as store;
+pub use tessera_swarm as swarm;
 pub use tessera_wire as wire;

@@ -1,0 +1,220 @@
+//! Downloads a torrent from peers into a directory, verifying every piece, and exits.
+//!
+//! ```text
+//! cargo run --release --example download -- <FILE.torrent | MAGNET-URI> --out <DIR> \
+//!     [--peer IP:PORT]... [--listen IP:PORT] [--quiet]
+//! ```
+//!
+//! It first prints `have N/M pieces` — what is already verified in DIR (from its resume record,
+//! or by checking the files) — then a progress bar unless `--quiet`, and at the end
+//! `downloaded BYTES in SECONDS s`. Everything is flushed to disk before it exits 0. Killed and
+//! run again, it resumes. On failure it prints `error: …` and exits 1.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tessera::metainfo::{Magnet, Metainfo};
+use tessera::store::{FileBackend, FileBackendOptions, Layout, ResumeData, ResumeWriter};
+use tessera::swarm::driver::{default_resume_path, open_dir, Driver, DriverConfig, Storage};
+use tessera::swarm::{Session, SessionConfig};
+
+/// The download stops with an error when nothing arrives for this long.
+const STALL_TIMEOUT: Duration = Duration::from_secs(120);
+
+struct Args {
+    source: String,
+    out: PathBuf,
+    peers: Vec<SocketAddr>,
+    listen: Option<SocketAddr>,
+    quiet: bool,
+}
+
+fn usage() -> String {
+    "usage: download <FILE.torrent | MAGNET-URI> --out <DIR> [--peer IP:PORT]... [--listen IP:PORT] [--quiet]".into()
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut it = std::env::args().skip(1);
+    let mut source = None;
+    let mut out = None;
+    let mut peers = Vec::new();
+    let mut listen = None;
+    let mut quiet = false;
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--out" => out = Some(PathBuf::from(it.next().ok_or_else(usage)?)),
+            "--peer" => {
+                let v = it.next().ok_or_else(usage)?;
+                peers.push(v.parse().map_err(|_| format!("bad peer address {v:?}"))?);
+            }
+            "--listen" => {
+                let v = it.next().ok_or_else(usage)?;
+                listen = Some(v.parse().map_err(|_| format!("bad listen address {v:?}"))?);
+            }
+            "--quiet" => quiet = true,
+            "-h" | "--help" => return Err(usage()),
+            s if s.starts_with("--") => return Err(format!("unknown option {s}\n{}", usage())),
+            _ if source.is_none() => source = Some(a),
+            _ => return Err(usage()),
+        }
+    }
+    Ok(Args {
+        source: source.ok_or_else(usage)?,
+        out: out.ok_or_else(usage)?,
+        peers,
+        listen,
+        quiet,
+    })
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let mut config = SessionConfig::default();
+    config.listen_port = args.listen.map(|a| a.port());
+    let mut peers = args.peers.clone();
+    let now = Instant::now();
+    let out = args.out.clone();
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+
+    let (session, open): (Session, tessera::swarm::driver::OpenStorage) =
+        if args.source.starts_with("magnet:") {
+            let magnet = Magnet::parse(&args.source).map_err(|e| e.to_string())?;
+            peers.extend(
+                magnet
+                    .peers
+                    .iter()
+                    .filter_map(|p| p.parse::<SocketAddr>().ok()),
+            );
+            let session =
+                Session::from_magnet(magnet.info_hashes, config, now).map_err(|e| e.to_string())?;
+            let out = out.clone();
+            let open: tessera::swarm::driver::OpenStorage =
+                Box::new(move |meta: &Arc<Metainfo>, layout: &Arc<Layout>| {
+                    let backend = FileBackend::new(&out, layout, FileBackendOptions::default())?;
+                    let path = default_resume_path(&out, meta);
+                    if let Some(parent) = path.parent() {
+                        let _ = std::fs::create_dir_all(parent);
+                    }
+                    Ok(Storage {
+                        backend: Arc::new(backend),
+                        resume: Some(ResumeWriter::new(path, ResumeData::new(meta, layout))),
+                    })
+                });
+            (session, open)
+        } else {
+            let bytes = std::fs::read(&args.source).map_err(|e| format!("{}: {e}", args.source))?;
+            let meta = Arc::new(Metainfo::from_bytes(bytes).map_err(|e| e.to_string())?);
+            let layout = Layout::new(&meta).map_err(|e| e.to_string())?;
+            let resume = default_resume_path(&out, &meta);
+            let (have, storage) =
+                open_dir(&meta, &layout, &out, Some(&resume), false).map_err(|e| e.to_string())?;
+            println!("have {}/{} pieces", have.count(), have.len());
+            let session = Session::new(meta, &have, config, now).map_err(|e| e.to_string())?;
+            let mut storage = Some(storage);
+            let open: tessera::swarm::driver::OpenStorage =
+                Box::new(move |_: &Arc<Metainfo>, _: &Arc<Layout>| {
+                    storage.take().ok_or_else(|| {
+                        tessera::swarm::driver::DriverError::Io(std::io::Error::other(
+                            "storage opened twice",
+                        ))
+                    })
+                });
+            (session, open)
+        };
+
+    let driver =
+        Driver::start(session, open, DriverConfig::default()).map_err(|e| e.to_string())?;
+    if let Some(addr) = args.listen {
+        driver
+            .listen(addr)
+            .await
+            .map_err(|e| format!("listen on {addr}: {e}"))?;
+    }
+    if peers.is_empty() && args.listen.is_none() {
+        return Err("no peers to download from (give --peer IP:PORT)".into());
+    }
+    for p in &peers {
+        driver.connect(*p);
+    }
+
+    let started = Instant::now();
+    let bar = (!args.quiet).then(|| {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let mut announced = !args.source.starts_with("magnet:");
+    let mut last_bytes = 0;
+    let mut last_change = Instant::now();
+    let result = loop {
+        tokio::select! {
+            r = driver.finished() => break r.map_err(|e| e.to_string()),
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                let p = driver.progress();
+                if !announced && p.total_pieces > 0 {
+                    // A magnet link: the size is known once the metadata has arrived.
+                    announced = true;
+                    println!("have 0/{} pieces", p.total_pieces);
+                }
+                if let (Some(bar), Some(meta)) = (&bar, driver.metainfo()) {
+                    bar.set_length(meta.total_length());
+                    let piece = meta.piece_length();
+                    bar.set_position((u64::from(p.pieces) * piece).min(meta.total_length()));
+                    bar.set_message(format!("{}/{} pieces, {} peers", p.pieces, p.total_pieces, p.peers));
+                }
+                if p.downloaded != last_bytes {
+                    last_bytes = p.downloaded;
+                    last_change = Instant::now();
+                } else if last_change.elapsed() > STALL_TIMEOUT {
+                    break Err(format!("no data from any peer for {} s", STALL_TIMEOUT.as_secs()));
+                }
+            }
+            _ = tokio::signal::ctrl_c() => {
+                let _ = driver.flush().await;
+                break Err("interrupted".to_owned());
+            }
+        }
+    };
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    result?;
+    let secs = started.elapsed().as_secs_f64();
+    let p = driver.progress();
+    driver.shutdown();
+    println!("downloaded {} in {secs:.3} s", p.downloaded);
+    Ok(())
+}
