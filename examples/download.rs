@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use tessera::metainfo::{Magnet, Metainfo};
 use tessera::store::{FileBackend, FileBackendOptions, Layout, ResumeData, ResumeWriter};
-use tessera::swarm::driver::{default_resume_path, open_dir, Driver, DriverConfig, Storage};
+use tessera::swarm::driver::{
+    create_empty_files, default_resume_path, open_dir, Driver, DriverConfig, Storage,
+};
 use tessera::swarm::{Session, SessionConfig};
 
 /// The download stops with an error when nothing arrives for this long.
@@ -121,6 +123,7 @@ async fn run(args: Args) -> Result<(), String> {
             let open: tessera::swarm::driver::OpenStorage =
                 Box::new(move |meta: &Arc<Metainfo>, layout: &Arc<Layout>| {
                     let backend = FileBackend::new(&out, layout, FileBackendOptions::default())?;
+                    create_empty_files(&backend, layout)?;
                     let path = default_resume_path(&out, meta);
                     if let Some(parent) = path.parent() {
                         let _ = std::fs::create_dir_all(parent);
@@ -212,6 +215,9 @@ async fn run(args: Args) -> Result<(), String> {
         bar.finish_and_clear();
     }
     result?;
+    if !announced {
+        println!("have 0/{} pieces", driver.progress().total_pieces);
+    }
     let secs = started.elapsed().as_secs_f64();
     let p = driver.progress();
     driver.shutdown();

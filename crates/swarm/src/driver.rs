@@ -604,13 +604,30 @@ fn read_cached(inner: &Inner, disk: &Disk, r: &tessera_wire::BlockRequest) -> Op
     {
         return (end <= piece.len()).then(|| piece.slice(start..end));
     }
-    let size = usize::try_from(disk.layout.piece_size(r.index)).ok()?;
-    if size == 0 || end > size {
+    // On the wire a piece spans the torrent's byte stream, so a v2 file's last piece runs on
+    // over the padding that aligns the next file (libtorrent requests those blocks: zeros).
+    let layout = &disk.layout;
+    let stream_start = u64::from(r.index).checked_mul(layout.piece_length())?;
+    let wire_size = layout
+        .total_length()
+        .checked_sub(stream_start)?
+        .min(layout.piece_length());
+    let wire_size = usize::try_from(wire_size).ok()?;
+    let data_size = usize::try_from(layout.piece_size(r.index)).ok()?;
+    if data_size == 0 || end > wire_size || data_size > wire_size {
         return None;
     }
-    let mut buf = vec![0u8; size];
-    let len = u32::try_from(size).ok()?;
-    read_block(&*disk.backend, &disk.layout, r.index, 0, len, &mut buf).ok()?;
+    let mut buf = vec![0u8; wire_size];
+    let len = u32::try_from(data_size).ok()?;
+    read_block(
+        &*disk.backend,
+        layout,
+        r.index,
+        0,
+        len,
+        buf.get_mut(..data_size)?,
+    )
+    .ok()?;
     let piece = Bytes::from(buf);
     let mut cache = lock(&disk.cache);
     cache.push_back((r.index, piece.clone()));
@@ -653,6 +670,7 @@ pub fn open_dir(
         ResumeStatus,
     };
     let backend = FileBackend::new(dir, layout, FileBackendOptions::default())?;
+    create_empty_files(&backend, layout)?;
     let data = ResumeData::new(meta, layout);
     let mut verified = tessera_store::Bitfield::new(layout.num_pieces());
     let mut trusted = false;
@@ -703,4 +721,17 @@ pub fn open_dir(
             resume: writer,
         },
     ))
+}
+
+/// Creates the torrent's empty files, which no piece ever writes.
+///
+/// # Errors
+/// A file cannot be created.
+pub fn create_empty_files(backend: &dyn Backend, layout: &Layout) -> Result<(), StoreError> {
+    for (i, f) in layout.files().iter().enumerate() {
+        if !f.padding && f.length == 0 {
+            backend.set_len(i, 0)?;
+        }
+    }
+    Ok(())
 }

@@ -24,6 +24,7 @@ mod config;
 pub mod driver;
 mod error;
 mod event;
+mod hashes;
 mod metadata;
 mod peer;
 pub mod picker;

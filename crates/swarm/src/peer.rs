@@ -39,6 +39,8 @@ pub(crate) struct Peer {
     pub(crate) handshake_done: bool,
     pub(crate) peer_id: [u8; 20],
     pub(crate) reserved: Reserved,
+    /// The peer speaks BEP 52 (hash requests) for this torrent.
+    pub(crate) v2: bool,
 
     pub(crate) recv: BytesMut,
     send: VecDeque<Bytes>,
@@ -96,6 +98,7 @@ impl Peer {
             handshake_done: false,
             peer_id: [0; 20],
             reserved: Reserved::EMPTY,
+            v2: false,
             recv: BytesMut::new(),
             send: VecDeque::new(),
             small: BytesMut::new(),

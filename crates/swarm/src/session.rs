@@ -18,6 +18,7 @@ use crate::choker::{ChokeCandidate, Choker, UnchokeHook};
 use crate::config::SessionConfig;
 use crate::error::SwarmError;
 use crate::event::{DisconnectReason, Event};
+use crate::hashes::{self, LayerFetch};
 use crate::metadata::{MetadataFetch, MetadataProgress};
 use crate::peer::{read_key, Counted, OutRequest, Peer};
 use crate::picker::{BlockRef, PiecePicker, BLOCK_LEN};
@@ -121,6 +122,7 @@ pub struct Session {
     info_hashes: InfoHashes,
     torrent: Option<Torrent>,
     fetch: Option<MetadataFetch>,
+    layers: Option<LayerFetch>,
     fallback_decoder: MessageDecoder,
     peers: BTreeMap<PeerKey, Peer>,
     next_key: u32,
@@ -195,6 +197,7 @@ impl Session {
             info_hashes,
             torrent: None,
             fetch: None,
+            layers: None,
             fallback_decoder: MessageDecoder::new(Limits::default()),
             peers: BTreeMap::new(),
             next_key: 0,
@@ -539,6 +542,8 @@ impl Session {
         let mut peer = self.peers.remove(&key).ok_or(DisconnectReason::Inactive)?;
         peer.peer_id = hs.peer_id;
         peer.reserved = hs.reserved;
+        // A peer speaks v2 if it says it can upgrade (hybrids) or came in on the v2 hash.
+        peer.v2 = hs.reserved.v2_upgrade() || Some(hs.info_hash) == ours_v2;
         peer.handshake_done = true;
         if !peer.outgoing {
             self.push_handshake(&mut peer, hs.info_hash, now);
@@ -626,7 +631,28 @@ impl Session {
         };
         match msg {
             Message::KeepAlive | Message::Port(_) | Message::SuggestPiece { .. } => {}
-            Message::Unknown { .. } | Message::Hashes(_) | Message::HashReject(_) => {}
+            Message::Unknown { .. } => {}
+            Message::Hashes(h) => {
+                if let Some(lf) = &mut self.layers {
+                    if !lf.on_hashes(&h) {
+                        return Err(Self::violation("hashes that do not prove against the root"));
+                    }
+                    if let Some(torrent) = lf.finish() {
+                        self.layers = None;
+                        match Metainfo::from_bytes(torrent) {
+                            Ok(meta) => self.start_torrent(now, Arc::new(meta)),
+                            Err(_) => return Err(DisconnectReason::BadMetadata),
+                        }
+                    } else {
+                        self.request_layers(now, key);
+                    }
+                }
+            }
+            Message::HashReject(_) => {
+                if let Some(lf) = &mut self.layers {
+                    lf.peer_gone(key);
+                }
+            }
             Message::Choke => {
                 p.peer_choking = true;
                 if !p.fast() {
@@ -702,8 +728,13 @@ impl Session {
                 }
             }
             Message::HashRequest(req) => {
-                // Serving hashes needs the file's merkle trees; we reject until we keep them.
-                p.push(&Message::HashReject(req), now);
+                // Piece-layer hashes come from the torrent; leaf hashes would need the file's
+                // whole tree, which we do not keep: those are rejected.
+                let reply = match &self.torrent {
+                    Some(t) => hashes::answer(&t.meta, &req).map(Message::Hashes),
+                    None => None,
+                };
+                p.push(&reply.unwrap_or(Message::HashReject(req)), now);
                 self.dirty.insert(key);
             }
             Message::Extended { id, payload } => self.on_extended(now, key, id, payload)?,
@@ -1078,6 +1109,37 @@ impl Session {
                 return;
             }
         };
+        self.fetch = None;
+        if let Some(lf) = LayerFetch::new(&meta, info) {
+            // A v2 torrent: its piece layers come next, from peers that speak v2.
+            self.layers = Some(lf);
+            let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+            for key in keys {
+                self.request_layers(now, key);
+            }
+            return;
+        }
+        self.start_torrent(now, meta);
+    }
+
+    fn request_layers(&mut self, now: Instant, key: PeerKey) {
+        let Some(lf) = &mut self.layers else {
+            return;
+        };
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if !p.handshake_done || !p.v2 {
+            return;
+        }
+        for req in lf.next_requests(key, now, 8) {
+            p.push(&Message::HashRequest(req), now);
+            self.dirty.insert(key);
+        }
+    }
+
+    /// The torrent is known in full: set up picking and tell the driver.
+    fn start_torrent(&mut self, now: Instant, meta: Arc<Metainfo>) {
         let n = u32::try_from(meta.num_pieces()).unwrap_or(0);
         let t = match Torrent::new(meta.clone(), &Bitfield::new(n), &self.config) {
             Ok(t) => t,
@@ -1086,7 +1148,6 @@ impl Session {
                 return;
             }
         };
-        self.fetch = None;
         self.torrent = Some(t);
         self.finished = false;
         self.events.push_back(Event::MetadataReceived(meta));
@@ -1286,6 +1347,9 @@ impl Session {
         if self.fetch.is_some() {
             self.request_metadata(now, key);
         }
+        if self.layers.is_some() {
+            self.request_layers(now, key);
+        }
         None
     }
 
@@ -1380,6 +1444,9 @@ impl Session {
         }
         if let Some(f) = &mut self.fetch {
             f.peer_gone(key);
+        }
+        if let Some(l) = &mut self.layers {
+            l.peer_gone(key);
         }
         Some(p)
     }

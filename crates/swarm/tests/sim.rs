@@ -360,8 +360,18 @@ fn corrupt_piece_fails_and_comes_from_another_seed() {
 
 #[test]
 fn magnet_download_fetches_metadata_from_the_peer() {
+    magnet_download(TorrentVersion::Hybrid);
+}
+
+/// A v2 magnet needs the piece layers too: they come through BEP 52 hash requests.
+#[test]
+fn v2_magnet_download_fetches_piece_layers_from_the_peer() {
+    magnet_download(TorrentVersion::V2);
+}
+
+fn magnet_download(version: TorrentVersion) {
     let dir = tempfile::tempdir().unwrap();
-    let meta = make_torrent(dir.path(), TorrentVersion::Hybrid, 16 * 1024);
+    let meta = make_torrent(dir.path(), version, 16 * 1024);
     let layout = Layout::new(&meta).unwrap();
     let leech = Node {
         session: Session::from_magnet(meta.info_hashes(), config(), t0()).unwrap(),
