@@ -54,9 +54,10 @@ pub struct DriverConfig {
     /// Pieces kept in memory after being read for a peer, so that the other blocks of the
     /// same piece are served without touching the disk again.
     pub read_cache_pieces: usize,
-    /// A resume record is committed (files synced first) after this many newly verified
-    /// pieces, and whenever the download finishes.
-    pub resume_every_pieces: usize,
+    /// How often the resume record is brought up to date (files synced first) while pieces
+    /// are being verified, on a thread of its own so that syncing never holds up the
+    /// download. [`Driver::flush`] does it at once.
+    pub resume_interval: Duration,
     /// Time allowed to establish an outgoing TCP connection.
     pub connect_timeout: Duration,
 }
@@ -66,7 +67,7 @@ impl Default for DriverConfig {
         DriverConfig {
             disk_threads: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8)),
             read_cache_pieces: 32,
-            resume_every_pieces: 64,
+            resume_interval: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
         }
     }
@@ -116,7 +117,6 @@ enum Job {
         piece: u32,
         data: Bytes,
     },
-    Flush,
 }
 
 struct Disk {
@@ -124,6 +124,12 @@ struct Disk {
     layout: Arc<Layout>,
     backend: Arc<dyn Backend>,
     resume: Mutex<Option<ResumeWriter>>,
+    /// Writes to one file take its inode lock in the kernel: we queue on our own lock instead
+    /// of spinning on that one, and the other disk threads keep hashing meanwhile.
+    write_lock: Mutex<()>,
+    /// Pieces written since the last resume commit (kept apart from the writer, whose lock
+    /// is held while files sync).
+    newly_verified: Mutex<Vec<u32>>,
     cache: Mutex<VecDeque<(u32, Bytes)>>,
 }
 
@@ -206,6 +212,10 @@ impl Driver {
         }
         let timer = Arc::clone(&inner);
         tokio::spawn(async move { timer_task(timer).await });
+        let weak = Arc::downgrade(&inner);
+        std::thread::Builder::new()
+            .name("tessera-resume".into())
+            .spawn(move || resume_thread(&weak))?;
         Ok(Driver { inner })
     }
 
@@ -259,8 +269,8 @@ impl Driver {
         self.inner.started.elapsed()
     }
 
-    /// Waits until every wanted piece is verified, written, and recorded in the resume record
-    /// (files synced first).
+    /// Waits until every wanted piece is verified and written to the store (handed to the
+    /// operating system; call [`flush`](Self::flush) to make it durable and recorded).
     ///
     /// # Errors
     /// A storage error stopped the download.
@@ -273,7 +283,7 @@ impl Driver {
             if self.inner.finished.load(Ordering::Acquire)
                 && self.inner.pending_verify.load(Ordering::Acquire) == 0
             {
-                return self.flush().await;
+                return Ok(());
             }
             notified.await;
         }
@@ -285,7 +295,7 @@ impl Driver {
     /// The sync or the record write failed.
     pub async fn flush(&self) -> Result<(), DriverError> {
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || commit_resume(&inner, true))
+        tokio::task::spawn_blocking(move || commit_resume(&inner))
             .await
             .map_err(|e| DriverError::Resume(e.to_string()))?
     }
@@ -320,6 +330,8 @@ fn open_storage(
         layout: Arc::clone(layout),
         backend: storage.backend,
         resume: Mutex::new(storage.resume),
+        write_lock: Mutex::new(()),
+        newly_verified: Mutex::new(Vec::new()),
         cache: Mutex::new(VecDeque::new()),
     };
     *inner.disk.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(disk));
@@ -346,7 +358,6 @@ fn pump(inner: &Arc<Inner>, s: &mut Session) {
             }
             Event::Finished => {
                 inner.finished.store(true, Ordering::Release);
-                send_job(inner, Job::Flush);
                 inner.done.notify_waiters();
             }
             Event::MetadataReceived(meta) => {
@@ -533,14 +544,23 @@ fn disk_thread(inner: &Arc<Inner>, rx: &Mutex<mpsc::Receiver<Job>>) {
             }
             Job::Verify { piece, data } => {
                 let verifier = Verifier::new(&disk.meta, &disk.layout);
-                let ok = verifier.verify_piece(piece, &data).is_ok();
+                // On the wire a v2 file's last piece may run on over the padding after it:
+                // only the file's bytes are hashed and written, and the padding must be zeros.
+                let size = usize::try_from(disk.layout.piece_size(piece)).unwrap_or(usize::MAX);
+                let (data_part, pad) = data.split_at(size.min(data.len()));
+                let ok =
+                    pad.iter().all(|b| *b == 0) && verifier.verify_piece(piece, data_part).is_ok();
                 let mut written = ok;
                 if ok {
-                    if let Err(e) = write_block(&*disk.backend, &disk.layout, piece, 0, &data) {
+                    let result = {
+                        let _guard = lock(&disk.write_lock);
+                        write_block(&*disk.backend, &disk.layout, piece, 0, data_part)
+                    };
+                    if let Err(e) = result {
                         written = false;
                         fail(inner, format!("writing piece {piece}: {e}"));
-                    } else if let Some(r) = lock(&disk.resume).as_mut() {
-                        r.mark_verified(piece);
+                    } else {
+                        lock(&disk.newly_verified).push(piece);
                     }
                 }
                 {
@@ -549,33 +569,23 @@ fn disk_thread(inner: &Arc<Inner>, rx: &Mutex<mpsc::Receiver<Job>>) {
                     pump(inner, &mut s);
                 }
                 inner.pending_verify.fetch_sub(1, Ordering::AcqRel);
-                let due = lock(&disk.resume)
-                    .as_ref()
-                    .is_some_and(|r| r.pending() >= inner.config.resume_every_pieces);
-                if due {
-                    if let Err(e) = commit_resume(inner, false) {
-                        fail(inner, e.to_string());
-                    }
-                }
-                inner.done.notify_waiters();
-            }
-            Job::Flush => {
-                if let Err(e) = commit_resume(inner, false) {
-                    fail(inner, e.to_string());
-                }
                 inner.done.notify_waiters();
             }
         }
     }
 }
 
-fn commit_resume(inner: &Arc<Inner>, _final: bool) -> Result<(), DriverError> {
+fn commit_resume(inner: &Arc<Inner>) -> Result<(), DriverError> {
     let disk = inner.disk.read().unwrap_or_else(|e| e.into_inner()).clone();
     let Some(disk) = disk else {
         return Ok(());
     };
     let mut r = lock(&disk.resume);
+    let fresh = std::mem::take(&mut *lock(&disk.newly_verified));
     if let Some(r) = r.as_mut() {
+        for piece in fresh {
+            r.mark_verified(piece);
+        }
         r.commit(&disk.layout, &*disk.backend)
             .map_err(|e| DriverError::Resume(e.to_string()))?;
     } else {
@@ -734,4 +744,24 @@ pub fn create_empty_files(backend: &dyn Backend, layout: &Layout) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// Brings the resume record up to date every [`DriverConfig::resume_interval`] while the
+/// driver lives.
+fn resume_thread(inner: &std::sync::Weak<Inner>) {
+    loop {
+        let Some(interval) = inner.upgrade().map(|i| i.config.resume_interval) else {
+            return;
+        };
+        std::thread::sleep(interval);
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        if lock(&inner.jobs).is_none() {
+            return;
+        }
+        if let Err(e) = commit_resume(&inner) {
+            fail(&inner, e.to_string());
+        }
+    }
 }
