@@ -484,6 +484,8 @@ async fn writer_task(inner: Arc<Inner>, key: PeerKey, mut wr: OwnedWriteHalf, no
                     None => break,
                 }
             }
+            // Sending frees room in the send budget: queued requests may now be read.
+            pump(&inner, &mut s);
         }
         if chunks.is_empty() {
             notify.notified().await;

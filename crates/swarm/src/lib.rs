@@ -23,6 +23,7 @@ mod config;
 #[cfg(feature = "tokio")]
 pub mod driver;
 mod error;
+pub mod fuzz_session;
 mod event;
 mod hashes;
 mod metadata;

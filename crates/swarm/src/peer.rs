@@ -72,6 +72,11 @@ pub(crate) struct Peer {
     pub(crate) out: Vec<OutRequest>,
     /// Requests of the peer handed to the driver to read and not answered yet.
     pub(crate) reads: BTreeSet<(u32, u32, u32)>,
+    /// Accepted requests not yet handed to the driver, in arrival order (stale entries, no
+    /// longer in `reads`, are skipped).
+    pub(crate) read_queue: VecDeque<BlockRequest>,
+    /// Reads handed to the driver and not yet answered.
+    pub(crate) reads_issued: usize,
     pub(crate) allowed_in: Vec<u32>,
     pub(crate) allowed_out: Vec<u32>,
 
@@ -122,6 +127,8 @@ impl Peer {
             upload_only: false,
             out: Vec::new(),
             reads: BTreeSet::new(),
+            read_queue: VecDeque::new(),
+            reads_issued: 0,
             allowed_in: Vec::new(),
             allowed_out: Vec::new(),
             down: RateMeter::new(now),

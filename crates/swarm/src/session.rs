@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tessera_metainfo::{InfoHashes, Metainfo, Sha1Hash};
-use tessera_store::{Bitfield, Layout};
+use tessera_store::{Bitfield, FilePriority, Layout, Priorities};
 use tessera_wire::{
     allowed_fast_set, BlockRequest, ExtensionMessage, Handshake, Incoming, Limits, LtDonthave,
     Message, MessageDecoder, PexFlags, Reserved, UploadOnly, UtMetadata, UtPex, MAX_PEX_PEERS,
@@ -262,6 +262,26 @@ impl Session {
         }
     }
 
+    /// Sets every piece's priority from per-file priorities: a piece gets the highest
+    /// priority of the files it touches, and pieces only of skipped files are not downloaded.
+    /// (Map the store's [`PartialBackend`](tessera_store::PartialBackend) over the same
+    /// priorities so that pieces shared with skipped files stay out of them.)
+    pub fn set_file_priorities(&mut self, priorities: &Priorities) {
+        let Some(t) = &mut self.torrent else {
+            return;
+        };
+        for piece in 0..t.num_pieces() {
+            let prio = match priorities.piece_priority(piece) {
+                FilePriority::Skip => 0,
+                FilePriority::Low => 2,
+                FilePriority::Normal => 4,
+                FilePriority::High => 7,
+            };
+            t.picker.set_piece_priority(piece, prio);
+        }
+        self.finished = t.picker.is_finished();
+    }
+
     /// Downloads pieces in order (for streaming) instead of rarest first.
     pub fn set_sequential(&mut self, on: bool) {
         if let Some(t) = &mut self.torrent {
@@ -381,8 +401,10 @@ impl Session {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
+        p.reads_issued = p.reads_issued.saturating_sub(1);
         if !p.reads.remove(&read_key(&request)) {
             // Cancelled, or we choked the peer meanwhile.
+            self.issue_reads(peer);
             return;
         }
         match data {
@@ -399,6 +421,29 @@ impl Session {
             }
         }
         self.dirty.insert(peer);
+        self.issue_reads(peer);
+    }
+
+    /// Hands queued requests of `key` to the driver while the bytes read or waiting to be sent
+    /// stay under [`SessionConfig::max_send_buffer`].
+    fn issue_reads(&mut self, key: PeerKey) {
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
+        while (p.reads_issued as u64 * u64::from(BLOCK_LEN)).saturating_add(p.send_queued as u64)
+            < self.config.max_send_buffer as u64
+        {
+            let Some(r) = p.read_queue.pop_front() else {
+                break;
+            };
+            if p.reads.contains(&read_key(&r)) {
+                p.reads_issued += 1;
+                self.events.push_back(Event::Read {
+                    peer: key,
+                    request: r,
+                });
+            }
+        }
     }
 
     /// The driver checked `piece` (see [`Event::Verify`]) and, if `ok`, wrote it to the store.
@@ -473,7 +518,12 @@ impl Session {
 
     /// The next bytes to send to `peer`.
     pub fn poll_transmit(&mut self, peer: PeerKey) -> Option<Bytes> {
-        self.peers.get_mut(&peer)?.poll_transmit()
+        let p = self.peers.get_mut(&peer)?;
+        let out = p.poll_transmit();
+        if !p.read_queue.is_empty() {
+            self.issue_reads(peer);
+        }
+        out
     }
 
     /// A peer that has had bytes queued since it was last returned here; the driver polls
@@ -852,10 +902,8 @@ impl Session {
             return Ok(());
         }
         if p.reads.insert(read_key(&r)) {
-            self.events.push_back(Event::Read {
-                peer: key,
-                request: r,
-            });
+            p.read_queue.push_back(r);
+            self.issue_reads(key);
         }
         Ok(())
     }
