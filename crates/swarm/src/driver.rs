@@ -568,6 +568,7 @@ fn disk_thread(inner: &Arc<Inner>, rx: &Mutex<mpsc::Receiver<Job>>) {
                 {
                     let mut s = lock(&inner.session);
                     s.piece_checked(Instant::now(), piece, written);
+                    s.recycle(data);
                     pump(inner, &mut s);
                 }
                 inner.pending_verify.fetch_sub(1, Ordering::AcqRel);

@@ -23,8 +23,8 @@ mod config;
 #[cfg(feature = "tokio")]
 pub mod driver;
 mod error;
-pub mod fuzz_session;
 mod event;
+pub mod fuzz_session;
 mod hashes;
 mod metadata;
 mod peer;

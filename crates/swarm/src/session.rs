@@ -30,6 +30,8 @@ const TICK: Duration = Duration::from_secs(1);
 const MAX_ALLOWED_FAST_IN: usize = 64;
 /// Delay between the extension handshake and the first PEX message.
 const FIRST_PEX_DELAY: Duration = Duration::from_secs(1);
+/// Most piece buffers kept for reuse.
+const MAX_SPARE_BUFFERS: usize = 16;
 /// Most metadata pieces requested from one peer at once.
 const METADATA_REQUESTS_PER_PEER: usize = 4;
 
@@ -68,6 +70,9 @@ struct Torrent {
     picker: PiecePicker,
     buffers: HashMap<u32, Vec<u8>>,
     buffered: usize,
+    /// Piece buffers handed back by the driver, reused so that a download does not fault in
+    /// fresh memory for every piece.
+    spare: Vec<Vec<u8>>,
     verifying: BTreeSet<u32>,
     decoder: MessageDecoder,
 }
@@ -96,6 +101,7 @@ impl Torrent {
             picker,
             buffers: HashMap::new(),
             buffered: 0,
+            spare: Vec::new(),
             verifying: BTreeSet::new(),
             decoder: MessageDecoder::new(limits),
         })
@@ -493,6 +499,23 @@ impl Session {
             self.events.push_back(Event::PieceFailed { piece });
         }
         self.fill_all(now);
+    }
+
+    /// Gives back the data of an [`Event::Verify`] once the driver is done with it, so that
+    /// its memory holds the next piece. Optional; data still shared elsewhere is dropped.
+    pub fn recycle(&mut self, data: Bytes) {
+        let Some(t) = &mut self.torrent else {
+            return;
+        };
+        if t.spare.len() >= MAX_SPARE_BUFFERS {
+            return;
+        }
+        if let Ok(buf) = data.try_into_mut() {
+            let buf: Vec<u8> = buf.into();
+            if buf.capacity() >= usize::try_from(t.layout.piece_length()).unwrap_or(usize::MAX) {
+                t.spare.push(buf);
+            }
+        }
     }
 
     /// Time passed: timeouts, keep-alives, PEX, rechoking.
@@ -948,7 +971,10 @@ impl Session {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
                 t.buffered = t.buffered.saturating_add(piece_size);
-                e.insert(vec![0u8; piece_size])
+                let mut buf = t.spare.pop().unwrap_or_default();
+                buf.clear();
+                buf.resize(piece_size, 0);
+                e.insert(buf)
             }
         };
         let start = begin as usize;
