@@ -133,8 +133,12 @@ struct Disk {
     cache: Mutex<VecDeque<(u32, Bytes)>>,
 }
 
-/// The writer's wake-up and the tasks of one connection.
-type PeerTasks = (Arc<Notify>, Vec<AbortHandle>);
+/// One connection's tasks and their wake-ups.
+struct PeerTasks {
+    /// Wakes the writer: bytes are queued.
+    writer: Arc<Notify>,
+    tasks: Vec<AbortHandle>,
+}
 
 struct Inner {
     session: Mutex<Session>,
@@ -303,8 +307,8 @@ impl Driver {
     /// Closes every connection and stops the disk threads.
     pub fn shutdown(&self) {
         let wakers: Vec<_> = lock(&self.inner.wakers).drain().collect();
-        for (_, (_, tasks)) in wakers {
-            for t in tasks {
+        for (_, peer) in wakers {
+            for t in peer.tasks {
                 t.abort();
             }
         }
@@ -368,8 +372,8 @@ fn pump(inner: &Arc<Inner>, s: &mut Session) {
                 }
             }
             Event::Disconnect { peer, .. } => {
-                if let Some((_, tasks)) = lock(&inner.wakers).remove(&peer) {
-                    for t in tasks {
+                if let Some(p) = lock(&inner.wakers).remove(&peer) {
+                    for t in p.tasks {
                         t.abort();
                     }
                 }
@@ -384,8 +388,8 @@ fn pump(inner: &Arc<Inner>, s: &mut Session) {
     }
     let wakers = lock(&inner.wakers);
     while let Some(key) = s.poll_dirty() {
-        if let Some((n, _)) = wakers.get(&key) {
-            n.notify_one();
+        if let Some(p) = wakers.get(&key) {
+            p.writer.notify_one();
         }
     }
 }
@@ -416,19 +420,32 @@ fn start_peer(inner: &Arc<Inner>, stream: TcpStream, addr: SocketAddr, direction
         }
     };
     let notify = Arc::new(Notify::new());
+    let resume = Arc::new(Notify::new());
     let (rd, wr) = stream.into_split();
     // Register before the tasks run, so that the first pump can wake the writer.
-    lock(&inner.wakers).insert(key, (Arc::clone(&notify), Vec::new()));
-    let reader = inner.runtime.spawn(reader_task(Arc::clone(inner), key, rd));
-    let writer = inner
+    lock(&inner.wakers).insert(
+        key,
+        PeerTasks {
+            writer: Arc::clone(&notify),
+            tasks: Vec::new(),
+        },
+    );
+    let reader = inner
         .runtime
-        .spawn(writer_task(Arc::clone(inner), key, wr, Arc::clone(&notify)));
+        .spawn(reader_task(Arc::clone(inner), key, rd, Arc::clone(&resume)));
+    let writer = inner.runtime.spawn(writer_task(
+        Arc::clone(inner),
+        key,
+        wr,
+        Arc::clone(&notify),
+        resume,
+    ));
     {
         let mut w = lock(&inner.wakers);
         match w.get_mut(&key) {
-            Some((_, tasks)) => {
-                tasks.push(reader.abort_handle());
-                tasks.push(writer.abort_handle());
+            Some(p) => {
+                p.tasks.push(reader.abort_handle());
+                p.tasks.push(writer.abort_handle());
             }
             None => {
                 // Dropped in the meantime.
@@ -447,16 +464,25 @@ fn close_peer(inner: &Arc<Inner>, key: PeerKey) {
         s.peer_closed(key);
         pump(inner, &mut s);
     }
-    if let Some((_, tasks)) = tasks {
-        for t in tasks {
+    if let Some(p) = tasks {
+        for t in p.tasks {
             t.abort();
         }
     }
 }
 
-async fn reader_task(inner: Arc<Inner>, key: PeerKey, mut rd: tokio::net::tcp::OwnedReadHalf) {
+async fn reader_task(
+    inner: Arc<Inner>,
+    key: PeerKey,
+    mut rd: tokio::net::tcp::OwnedReadHalf,
+    resume: Arc<Notify>,
+) {
     let mut buf = BytesMut::with_capacity(256 * 1024);
     loop {
+        // The peer does not read what we send: stop reading it until the writer drains.
+        while !lock(&inner.session).wants_recv(key) {
+            resume.notified().await;
+        }
         if buf.capacity() - buf.len() < 64 * 1024 {
             buf.reserve(256 * 1024);
         }
@@ -473,7 +499,13 @@ async fn reader_task(inner: Arc<Inner>, key: PeerKey, mut rd: tokio::net::tcp::O
     close_peer(&inner, key);
 }
 
-async fn writer_task(inner: Arc<Inner>, key: PeerKey, mut wr: OwnedWriteHalf, notify: Arc<Notify>) {
+async fn writer_task(
+    inner: Arc<Inner>,
+    key: PeerKey,
+    mut wr: OwnedWriteHalf,
+    notify: Arc<Notify>,
+    resume: Arc<Notify>,
+) {
     let mut chunks: VecDeque<Bytes> = VecDeque::new();
     loop {
         {
@@ -484,8 +516,10 @@ async fn writer_task(inner: Arc<Inner>, key: PeerKey, mut wr: OwnedWriteHalf, no
                     None => break,
                 }
             }
-            // Sending frees room in the send budget: queued requests may now be read.
+            // Sending frees room in the send budget: queued requests may now be read, and
+            // a paused reader may go on.
             pump(&inner, &mut s);
+            resume.notify_one();
         }
         if chunks.is_empty() {
             notify.notified().await;

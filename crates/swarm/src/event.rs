@@ -84,6 +84,8 @@ pub enum DisconnectReason {
     TooManyPeers,
     /// The peer offered metadata that does not match the info hash.
     BadMetadata,
+    /// The peer kept sending while it did not read what we sent, past what we buffer.
+    Flooding,
 }
 
 impl std::fmt::Display for DisconnectReason {
@@ -98,6 +100,7 @@ impl std::fmt::Display for DisconnectReason {
             DisconnectReason::BothSeeds => f.write_str("both sides are seeds"),
             DisconnectReason::TooManyPeers => f.write_str("too many peers"),
             DisconnectReason::BadMetadata => f.write_str("metadata does not match the info hash"),
+            DisconnectReason::Flooding => f.write_str("sent too much while not reading"),
         }
     }
 }

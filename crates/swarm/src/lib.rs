@@ -24,7 +24,7 @@ mod config;
 pub mod driver;
 mod error;
 mod event;
-pub mod fuzz_session;
+pub mod fuzzing;
 mod hashes;
 mod metadata;
 mod peer;

@@ -75,8 +75,8 @@ pub(crate) struct Peer {
     /// Accepted requests not yet handed to the driver, in arrival order (stale entries, no
     /// longer in `reads`, are skipped).
     pub(crate) read_queue: VecDeque<BlockRequest>,
-    /// Reads handed to the driver and not yet answered.
-    pub(crate) reads_issued: usize,
+    /// Bytes of reads handed to the driver and not yet answered.
+    pub(crate) reads_issued: u64,
     pub(crate) allowed_in: Vec<u32>,
     pub(crate) allowed_out: Vec<u32>,
 

@@ -30,6 +30,14 @@ const TICK: Duration = Duration::from_secs(1);
 const MAX_ALLOWED_FAST_IN: usize = 64;
 /// Delay between the extension handshake and the first PEX message.
 const FIRST_PEX_DELAY: Duration = Duration::from_secs(1);
+/// What a read counts against the send budget: its length, but at least a block, so that
+/// tiny requests cannot put unbounded numbers of reads in flight.
+fn read_cost(r: &BlockRequest) -> u64 {
+    u64::from(r.length.max(BLOCK_LEN))
+}
+
+/// Bytes of undigested input kept from a peer beyond the largest message it may send.
+const RECV_MARGIN: usize = 1 << 20;
 /// Most piece buffers kept for reuse.
 const MAX_SPARE_BUFFERS: usize = 16;
 /// Most metadata pieces requested from one peer at once.
@@ -140,6 +148,8 @@ pub struct Session {
     discovered: BTreeSet<SocketAddr>,
     finished: bool,
     stats: SessionStats,
+    /// The latest time the driver gave us, for work resumed from `poll_transmit`.
+    now: Instant,
 }
 
 impl std::fmt::Debug for Session {
@@ -215,6 +225,7 @@ impl Session {
             discovered: BTreeSet::new(),
             finished: false,
             stats: SessionStats::default(),
+            now,
         })
     }
 
@@ -345,7 +356,15 @@ impl Session {
     }
 
     /// Bytes arrived from `peer`.
+    ///
+    /// While the bytes queued to the peer are over [`SessionConfig::max_send_buffer`] (it
+    /// does not read what we send) its input is kept but not digested, so that nothing it
+    /// asks can grow our queue further; the driver should stop reading the socket meanwhile
+    /// (see [`wants_recv`](Self::wants_recv)). A peer whose undigested input passes the
+    /// largest message by more than a margin is dropped.
     pub fn handle_recv(&mut self, now: Instant, peer: PeerKey, data: BytesMut) {
+        self.now = self.now.max(now);
+        let cap = self.recv_cap();
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
@@ -355,6 +374,36 @@ impl Session {
         } else {
             p.recv.extend_from_slice(&data);
         }
+        self.digest(now, peer);
+        // What could not be digested (the peer does not read what we send) is bounded.
+        if self.peers.get(&peer).is_some_and(|p| p.recv.len() > cap) {
+            self.drop_peer(peer, DisconnectReason::Flooding);
+        }
+    }
+
+    /// Most undigested bytes kept from one peer: the largest message and a margin.
+    fn recv_cap(&self) -> usize {
+        let max_message = match &self.torrent {
+            Some(t) => t.decoder.limits().max_message_len,
+            None => self.fallback_decoder.limits().max_message_len,
+        };
+        (max_message as usize).saturating_add(RECV_MARGIN)
+    }
+
+    /// True while the session digests what `peer` sends; when false the driver should pause
+    /// reading its socket until bytes have been sent to it.
+    pub fn wants_recv(&self, peer: PeerKey) -> bool {
+        self.peers.get(&peer).is_some_and(|p| {
+            p.send_queued <= self.config.max_send_buffer && p.recv.len() <= self.recv_cap()
+        })
+    }
+
+    /// Handles the messages waiting in `peer`'s input, unless its send queue is over budget.
+    fn digest(&mut self, now: Instant, peer: PeerKey) {
+        let budget = self.config.max_send_buffer;
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
         if !p.handshake_done {
             match Handshake::decode(&mut p.recv) {
                 Ok(None) => return,
@@ -374,6 +423,9 @@ impl Session {
             let Some(p) = self.peers.get_mut(&peer) else {
                 return;
             };
+            if p.send_queued > budget {
+                break;
+            }
             let decoder = match &self.torrent {
                 Some(t) => &t.decoder,
                 None => &self.fallback_decoder,
@@ -407,7 +459,7 @@ impl Session {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
-        p.reads_issued = p.reads_issued.saturating_sub(1);
+        p.reads_issued = p.reads_issued.saturating_sub(read_cost(&request));
         if !p.reads.remove(&read_key(&request)) {
             // Cancelled, or we choked the peer meanwhile.
             self.issue_reads(peer);
@@ -436,14 +488,14 @@ impl Session {
         let Some(p) = self.peers.get_mut(&key) else {
             return;
         };
-        while (p.reads_issued as u64 * u64::from(BLOCK_LEN)).saturating_add(p.send_queued as u64)
+        while p.reads_issued.saturating_add(p.send_queued as u64)
             < self.config.max_send_buffer as u64
         {
             let Some(r) = p.read_queue.pop_front() else {
                 break;
             };
             if p.reads.contains(&read_key(&r)) {
-                p.reads_issued += 1;
+                p.reads_issued = p.reads_issued.saturating_add(read_cost(&r));
                 self.events.push_back(Event::Read {
                     peer: key,
                     request: r,
@@ -520,6 +572,7 @@ impl Session {
 
     /// Time passed: timeouts, keep-alives, PEX, rechoking.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
         if now < self.next_tick && now < self.next_rechoke {
             return;
         }
@@ -541,10 +594,16 @@ impl Session {
 
     /// The next bytes to send to `peer`.
     pub fn poll_transmit(&mut self, peer: PeerKey) -> Option<Bytes> {
+        let budget = self.config.max_send_buffer;
         let p = self.peers.get_mut(&peer)?;
         let out = p.poll_transmit();
+        let resume = !p.recv.is_empty() && p.send_queued <= budget;
         if !p.read_queue.is_empty() {
             self.issue_reads(peer);
+        }
+        if resume {
+            // Input held back while the queue was over budget.
+            self.digest(self.now, peer);
         }
         out
     }
@@ -767,7 +826,11 @@ impl Session {
             Message::Request(r) => self.on_request(now, key, r)?,
             Message::Piece { index, begin, data } => self.on_block(now, key, index, begin, data)?,
             Message::Cancel(r) => {
-                if p.reads.remove(&read_key(&r)) && p.fast() {
+                let k = read_key(&r);
+                if p.reads.contains(&k) {
+                    p.read_queue.retain(|q| read_key(q) != k);
+                }
+                if p.reads.remove(&k) && p.fast() {
                     // BEP 6: every request gets an answer; a cancelled one a reject.
                     p.push(&Message::RejectRequest(r), now);
                     self.dirty.insert(key);
@@ -1362,6 +1425,8 @@ impl Session {
                         );
                     }
                 }
+                let reads = &p.reads;
+                p.read_queue.retain(|q| reads.contains(&read_key(q)));
                 self.dirty.insert(*key);
             }
         }

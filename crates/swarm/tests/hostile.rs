@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use tessera_metainfo::{Metainfo, Sha1Hash};
 use tessera_store::Bitfield;
-use tessera_swarm::fuzz_session::{sample_metainfo, session_input};
+use tessera_swarm::fuzzing::{sample_info, sample_metainfo, session_input};
 use tessera_swarm::{Direction, DisconnectReason, Event, PeerKey, Session, SessionConfig};
 use tessera_wire::{
     BlockRequest, ExtendedHandshake, ExtensionMessage, Handshake, Limits, Message, MessageDecoder,
@@ -323,21 +323,28 @@ fn reads_in_flight_are_bounded_by_the_send_budget() {
         .any(|m| matches!(m, Message::RejectRequest(_))));
     let first = budget / PIECE;
     assert_eq!(h.reads(), requests[..first]);
-    // The peer reads nothing: answered reads fill the send queue, and no more are issued.
-    for r in h.reads() {
-        let data = Bytes::from(vec![0u8; r.length as usize]);
-        h.session.block_read(h.now, h.key, r, Some(data));
+    // The peer reads nothing: answered reads fill the send queue until it holds the budget,
+    // and then no read is issued however many are answered.
+    let mut answered = 0;
+    while answered < h.reads().len() {
+        for r in h.reads()[answered..].to_vec() {
+            let data = Bytes::from(vec![0u8; r.length as usize]);
+            h.session.block_read(h.now, h.key, r, Some(data));
+            answered += 1;
+        }
+        while let Some(ev) = h.session.poll_event() {
+            h.events.push(ev);
+        }
     }
-    while let Some(ev) = h.session.poll_event() {
-        h.events.push(ev);
-    }
-    assert_eq!(
-        h.reads().len(),
-        first,
-        "reads issued past a full send queue"
-    );
     let queued = h.session.send_queued(h.key);
-    assert!(queued <= budget + PIECE + 1024, "{queued} bytes queued");
+    assert!(
+        (budget - PIECE..=budget + PIECE).contains(&queued),
+        "{queued} bytes queued, budget {budget}"
+    );
+    assert!(
+        answered < cap,
+        "every request was read into a queue nobody takes"
+    );
     // Once the peer takes its bytes, the next batch comes.
     h.pump();
     assert!(h.reads().len() > first);
@@ -385,7 +392,7 @@ fn cancelling_does_not_free_the_budget_of_a_read_in_flight() {
 /// blocks gets eight times the budget read for it: 256 reads of 128 KiB, 32 MiB, for a
 /// `max_send_buffer` of 4 MiB.
 #[test]
-#[ignore = "bug: the send budget counts every read as 16 KiB whatever its length"]
+
 fn large_blocks_count_their_real_size_against_the_send_budget() {
     const BIG: u32 = 128 * 1024;
     let mut torrent = format!(
@@ -430,12 +437,12 @@ fn large_blocks_count_their_real_size_against_the_send_budget() {
 /// BUG (session.rs `on_metadata`, `on_request`, `Message::HashRequest`): the send budget
 /// holds back block reads only. Every other reply is queued whatever the peer has left
 /// unread: a `ut_metadata` request is answered with up to 16 KiB of the info dictionary (here
-/// the whole 196-byte one, for 27 bytes of request), a request past the limit with a reject, a
-/// hash request with up to 16 KiB of hashes (v2). A peer that never reads its socket grows
+/// the whole 187-byte one, 236 bytes queued per 31-byte request: 7 MB for 30,000), a request
+/// past the limit with a reject, a hash request with up to 16 KiB of hashes (v2). A peer that never reads its socket grows
 /// our send queue without bound. (A fix: stop decoding a peer's messages — or stop the driver
 /// reading its socket — while its send queue is over the budget.)
 #[test]
-#[ignore = "bug: replies other than blocks ignore the send budget"]
+
 fn a_peer_that_does_not_read_cannot_grow_the_send_queue_without_bound() {
     let config = SessionConfig::default();
     let budget = config.max_send_buffer;
@@ -530,10 +537,10 @@ fn have_out_of_range_is_a_protocol_violation() {
 fn a_second_bitfield_is_a_protocol_violation() {
     let bits = Message::Bitfield(Bytes::from_static(&[0b1000_0000]));
     let mut h = Hostile::connect(Victim::Leecher, SessionConfig::default(), fast_ext());
-    h.send(&[bits.clone()]);
+    h.send(std::slice::from_ref(&bits));
     assert_eq!(h.disconnect(), None);
     assert!(h.received().contains(&Message::Interested));
-    h.send(&[bits.clone()]);
+    h.send(std::slice::from_ref(&bits));
     assert_eq!(h.violation(), "bitfield after other piece information");
 
     // A bitfield after a have, or after have-all, is as late.
@@ -555,12 +562,12 @@ fn have_all_and_have_none_need_the_fast_extension() {
             SessionConfig::default(),
             Reserved::EXTENSION_PROTOCOL,
         );
-        h.send(&[msg.clone()]);
+        h.send(std::slice::from_ref(&msg));
         assert_eq!(h.violation(), text);
 
         // With the fast bit it is fine, once.
         let mut h = Hostile::connect(Victim::Leecher, SessionConfig::default(), fast_ext());
-        h.send(&[msg.clone()]);
+        h.send(std::slice::from_ref(&msg));
         assert_eq!(h.disconnect(), None);
         h.send(&[msg]);
         assert_eq!(h.violation(), text);
@@ -827,6 +834,21 @@ fn a_wrong_info_hash_never_reaches_the_message_layer() {
 }
 
 // ---- arbitrary input ----
+
+#[test]
+fn the_fuzzed_torrent_has_the_advertised_shape() {
+    let meta = meta();
+    assert_eq!(meta.num_pieces(), 6);
+    assert_eq!(meta.total_length(), 5 * PIECE as u64 + 1000);
+    assert_eq!(&meta.info_bytes()[..], &sample_info()[..]);
+}
+
+#[test]
+fn empty_and_short_fuzz_inputs_run() {
+    session_input(&[]);
+    session_input(&[0xff]);
+    session_input(&[0xff, 0xff]);
+}
 
 #[test]
 fn the_fuzz_corpus_runs_clean() {

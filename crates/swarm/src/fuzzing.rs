@@ -568,23 +568,3 @@ impl Harness {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_torrent_has_the_advertised_shape() {
-        let meta = sample_metainfo();
-        assert_eq!(meta.num_pieces(), NUM_PIECES as usize);
-        assert_eq!(meta.total_length(), TOTAL_LENGTH);
-        assert_eq!(&meta.info_bytes()[..], &sample_info()[..]);
-    }
-
-    #[test]
-    fn empty_and_short_inputs_run() {
-        session_input(&[]);
-        session_input(&[0xff]);
-        session_input(&[0xff, 0xff]);
-    }
-}
