@@ -81,6 +81,13 @@ impl DeError {
     }
 }
 
+/// The error for a value whose elements are not on the tape.
+fn folded_error() -> DeError {
+    de::Error::custom(
+        "a folded value (decode_folded) cannot be deserialized; decode it without folding",
+    )
+}
+
 impl de::Error for DeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
         DeError::Invalid {
@@ -191,8 +198,24 @@ impl<'d, 'de> Deserializer<'d, 'de> {
         }
     }
 
+    /// Refuses a container whose elements are not on the tape
+    /// ([`DecodeOptions::decode_folded`]): serde would see it empty.
+    fn check_unfolded(&self) -> Result<(), DeError> {
+        if self.v.is_folded() {
+            return Err(folded_error());
+        }
+        Ok(())
+    }
+
+    /// Visits a dictionary.
+    fn visit_map<V: Visitor<'de>>(&self, visitor: V) -> Result<V::Value, DeError> {
+        self.check_unfolded()?;
+        visitor.visit_map(self.map_access())
+    }
+
     /// Visits a list and checks the visitor took every element (a tuple must match exactly).
     fn visit_list<V: Visitor<'de>>(&self, visitor: V) -> Result<V::Value, DeError> {
+        self.check_unfolded()?;
         let mut access = self.seq_access();
         let value = visitor.visit_seq(&mut access)?;
         let left = access.iter.as_ref().map_or(0, ExactSizeIterator::len);
@@ -249,7 +272,7 @@ impl<'de> de::Deserializer<'de> for Deserializer<'_, 'de> {
             Kind::Int => visitor.visit_i64(v.as_int().unwrap_or(0)),
             Kind::Bytes => visitor.visit_borrowed_bytes(v.as_bytes().unwrap_or_default()),
             Kind::List => self.visit_list(visitor),
-            Kind::Dict => visitor.visit_map(self.map_access()),
+            Kind::Dict => self.visit_map(visitor),
         }
         .map_err(|e| e.at(&v))
     }
@@ -371,7 +394,7 @@ impl<'de> de::Deserializer<'de> for Deserializer<'_, 'de> {
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         match self.v.kind() {
-            Kind::Dict => visitor.visit_map(self.map_access()),
+            Kind::Dict => self.visit_map(visitor),
             _ => Err(self.invalid_type(&visitor)),
         }
         .map_err(|e| e.at(&self.v))
@@ -399,6 +422,7 @@ impl<'de> de::Deserializer<'de> for Deserializer<'_, 'de> {
                 content: None,
                 de: self,
             }),
+            Kind::Dict if v.is_folded() => Err(folded_error()),
             Kind::Dict => {
                 let mut entries = v.as_dict().map(|d| d.iter());
                 let first = entries.as_mut().and_then(DictIter::next_entry);

@@ -80,7 +80,49 @@ impl DecodeOptions {
     /// # Errors
     /// Any malformed input, exceeded limit, or (in strict mode) non-canonical encoding.
     pub fn decode<'a>(&self, input: &'a [u8]) -> Result<Document<'a>, Error> {
-        Decoder::new(input, *self).run()
+        Decoder::new(input, *self, &[]).run::<false>()
+    }
+
+    /// Decodes `input` like [`decode`](Self::decode), checking all of it just as thoroughly
+    /// (syntax, limits, canonical form, warnings), but leaves off the tape what the elements
+    /// of one container hold: the list or dictionary found under the dictionary keys `path`
+    /// from the root (`&[b"info", b"files"]` is `root["info"]["files"]`; every such container
+    /// if keys repeat).
+    ///
+    /// Its elements are on the tape; those that are lists or dictionaries are *folded*
+    /// ([`ValueRef::is_folded`]): they keep their kind, span and element count, but iterating
+    /// them through [`ListRef`] or [`DictRef`] yields nothing. Read them with
+    /// [`RawValue`](crate::RawValue), which walks the encoding itself. `to_owned` and
+    /// [`Encode`](crate::Encode) still see the whole value.
+    ///
+    /// What this buys is a much shorter tape when that container holds most of the input (the
+    /// file list of a torrent with many files): less memory to fill and read back, for a
+    /// caller that reads each element once anyway.
+    ///
+    /// # Errors
+    /// The same as [`decode`](Self::decode).
+    ///
+    /// ```
+    /// use tessera_bencode::{DecodeOptions, RawValue};
+    ///
+    /// let input = b"d4:infod5:filesld6:lengthi1eed6:lengthi2eeeee";
+    /// let doc = DecodeOptions::strict().decode_folded(input, &[b"info", b"files"]).unwrap();
+    /// let files = doc.root().as_dict().unwrap().get_dict(b"info").unwrap().get_list(b"files");
+    /// let lengths: Vec<i64> = files
+    ///     .unwrap()
+    ///     .iter()
+    ///     .map(|f| RawValue::from(f).get(b"length").and_then(|v| v.as_int()).unwrap())
+    ///     .collect();
+    /// assert_eq!(lengths, [1, 2]);
+    /// assert!(doc.token_count() < decode_count(input));
+    /// # fn decode_count(i: &[u8]) -> usize { tessera_bencode::decode(i).unwrap().token_count() }
+    /// ```
+    pub fn decode_folded<'a>(
+        &self,
+        input: &'a [u8],
+        path: &[&[u8]],
+    ) -> Result<Document<'a>, Error> {
+        Decoder::new(input, *self, path).run::<true>()
     }
 }
 
@@ -140,6 +182,13 @@ impl Token {
     }
     fn count(self) -> usize {
         (self.meta & COUNT_MASK) as usize
+    }
+    /// A container (at tape index `idx`) whose elements were not taped: it counts some, yet
+    /// the next token is its first.
+    fn is_folded(self, idx: usize) -> bool {
+        matches!(self.kind(), Kind::List | Kind::Dict)
+            && self.count() > 0
+            && self.aux as usize == idx + 1
     }
     /// Index of the token that follows this value's subtree.
     fn next(self, idx: usize) -> usize {
@@ -281,8 +330,18 @@ impl<'d, 'a> ValueRef<'d, 'a> {
         (self.kind() == Kind::Dict).then_some(DictRef { v: *self })
     }
 
+    /// True for a list or dictionary whose elements were left off the tape by
+    /// [`DecodeOptions::decode_folded`]: iterating it yields nothing; read it with
+    /// [`RawValue`](crate::RawValue).
+    pub fn is_folded(&self) -> bool {
+        self.tok().is_folded(self.idx)
+    }
+
     /// A deep owned copy. Duplicate dictionary keys keep their first value.
     pub fn to_owned(&self) -> Value {
+        if self.is_folded() {
+            return self.unfolded();
+        }
         match self.kind() {
             Kind::Int => Value::Int(self.as_int().unwrap_or(0)),
             Kind::Bytes => Value::Bytes(self.as_bytes().unwrap_or_default().to_vec()),
@@ -300,6 +359,22 @@ impl<'d, 'a> ValueRef<'d, 'a> {
                 }
                 Value::Dict(map)
             }
+        }
+    }
+
+    /// A folded value, decoded again on its own to own it. The decoder checked it already, so
+    /// only its kind can make this fail (never in practice); nesting and size were bounded then.
+    #[cold]
+    fn unfolded(&self) -> Value {
+        let opts = DecodeOptions {
+            mode: Mode::Lenient,
+            max_depth: usize::MAX,
+            max_tokens: TOKEN_CEILING,
+        };
+        match opts.decode(self.raw()) {
+            Ok(doc) => doc.root().to_owned(),
+            Err(_) if self.kind() == Kind::Dict => Value::Dict(Default::default()),
+            Err(_) => Value::List(Vec::new()),
         }
     }
 
@@ -329,7 +404,7 @@ pub struct ListRef<'d, 'a> {
 }
 
 impl<'d, 'a> ListRef<'d, 'a> {
-    /// Number of elements.
+    /// Number of elements (a [folded](ValueRef::is_folded) list counts them too).
     pub fn len(&self) -> usize {
         self.v.tok().count()
     }
@@ -339,12 +414,17 @@ impl<'d, 'a> ListRef<'d, 'a> {
         self.len() == 0
     }
 
-    /// The elements in order.
+    /// The elements in order (none if the list [is folded](ValueRef::is_folded)).
     pub fn iter(&self) -> ListIter<'d, 'a> {
+        let t = self.v.tok();
         ListIter {
             doc: self.v.doc,
             next: self.v.idx + 1,
-            remaining: self.len(),
+            remaining: if t.is_folded(self.v.idx) {
+                0
+            } else {
+                t.count()
+            },
         }
     }
 
@@ -400,7 +480,7 @@ pub struct DictRef<'d, 'a> {
 }
 
 impl<'d, 'a> DictRef<'d, 'a> {
-    /// Number of entries.
+    /// Number of entries (a [folded](ValueRef::is_folded) dictionary counts them too).
     pub fn len(&self) -> usize {
         self.v.tok().count()
     }
@@ -410,12 +490,17 @@ impl<'d, 'a> DictRef<'d, 'a> {
         self.len() == 0
     }
 
-    /// The entries in input order.
+    /// The entries in input order (none if the dictionary [is folded](ValueRef::is_folded)).
     pub fn iter(&self) -> DictIter<'d, 'a> {
+        let t = self.v.tok();
         DictIter {
             doc: self.v.doc,
             next: self.v.idx + 1,
-            remaining: self.len(),
+            remaining: if t.is_folded(self.v.idx) {
+                0
+            } else {
+                t.count()
+            },
         }
     }
 
@@ -563,7 +648,24 @@ struct Frame {
     count: u32,
     /// Dictionaries: payload range of the last key, for the order check.
     last_key: (u32, u32),
+    /// Where the frame stands as to folding ([`DecodeOptions::decode_folded`]).
+    fold: Fold,
 }
+
+/// A frame's relation to the folded container of [`DecodeOptions::decode_folded`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fold {
+    /// Taped as usual.
+    No,
+    /// The container at the folding path: its elements are taped, those that are containers
+    /// folded.
+    Parent,
+    /// Inside a folded container: its values are checked and counted, not taped.
+    Inside,
+}
+
+/// The `tok` of a frame that has no token (inside a folded container).
+const UNTAPED: u32 = u32::MAX;
 
 impl Frame {
     const ROOT: Frame = Frame {
@@ -572,6 +674,7 @@ impl Frame {
         want_key: false,
         count: 0,
         last_key: (0, 0),
+        fold: Fold::No,
     };
 }
 
@@ -637,9 +740,11 @@ fn cmp_keys_slow(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
 
 /// The decoder's state outside its hot loop: settings, the frames below the innermost one, and
 /// warnings. The tape, the position and the innermost frame live in locals of [`Decoder::run`].
-struct Decoder<'a> {
+struct Decoder<'a, 'p> {
     input: &'a [u8],
     opts: DecodeOptions,
+    /// The keys to the container whose elements are folded (`decode_folded`).
+    fold_path: &'p [&'p [u8]],
     /// `opts.max_tokens`, capped at what the tape can count.
     max_tokens: usize,
     /// The frames enclosing the innermost one, outermost (the root slot) first.
@@ -647,22 +752,40 @@ struct Decoder<'a> {
     warnings: Vec<Warning>,
 }
 
-/// Appends `t` to the tape unless it already holds `max` tokens (then returns false).
+/// Appends `t` to the tape (or, when `FOLD` and not `tape`, only counts it in `folded`) unless
+/// the document already holds `max` values; then returns false. Without `FOLD` this is a plain
+/// bounded push: `folded` and `tape` are not looked at.
 #[inline(always)]
-fn push(tokens: &mut Vec<Token>, max: usize, t: Token) -> bool {
-    if tokens.len() >= max {
+fn record<const FOLD: bool>(
+    tokens: &mut Vec<Token>,
+    folded: &mut usize,
+    max: usize,
+    t: Token,
+    tape: bool,
+) -> bool {
+    let held = if FOLD {
+        tokens.len() + *folded
+    } else {
+        tokens.len()
+    };
+    if held >= max {
         return false;
     }
-    tokens.push(t);
+    if FOLD && !tape {
+        *folded += 1;
+    } else {
+        tokens.push(t);
+    }
     true
 }
 
-impl<'a> Decoder<'a> {
-    fn new(input: &'a [u8], opts: DecodeOptions) -> Self {
+impl<'a, 'p> Decoder<'a, 'p> {
+    fn new(input: &'a [u8], opts: DecodeOptions, fold_path: &'p [&'p [u8]]) -> Self {
         let max_tokens = opts.max_tokens.min(TOKEN_CEILING);
         Decoder {
             input,
             opts,
+            fold_path,
             max_tokens,
             stack: Vec::new(),
             warnings: Vec::new(),
@@ -727,8 +850,10 @@ impl<'a> Decoder<'a> {
     /// Decodes the whole input in one pass without recursion.
     ///
     /// One `match` on the byte that starts each value; byte strings and integers are read
-    /// inline; everything that builds an error or a warning is out of line.
-    fn run(mut self) -> Result<Document<'a>, Error> {
+    /// inline; everything that builds an error or a warning is out of line. With `FOLD`, the
+    /// values inside folded containers are counted instead of taped (`decode_folded`); without
+    /// it, the folding tests compile away.
+    fn run<const FOLD: bool>(mut self) -> Result<Document<'a>, Error> {
         let input = self.input;
         if u32::try_from(input.len()).is_err() {
             let len = input.len();
@@ -739,6 +864,8 @@ impl<'a> Decoder<'a> {
         let mut tokens: Vec<Token> = Vec::with_capacity(initial_capacity(input.len(), max_tokens));
         let mut top = Frame::ROOT;
         let mut pos = 0usize;
+        // Values counted but not taped (inside folded containers).
+        let mut folded = 0usize;
         loop {
             let start = pos;
             let Some(&c) = input.get(start) else {
@@ -775,7 +902,8 @@ impl<'a> Decoder<'a> {
                         aux: payload as u32,
                         meta: BYTES_META,
                     };
-                    if !push(&mut tokens, max_tokens, t) {
+                    let tape = top.fold != Fold::Inside;
+                    if !record::<FOLD>(&mut tokens, &mut folded, max_tokens, t, tape) {
                         return Err(self.too_many_tokens(top, start));
                     }
                     pos = end;
@@ -810,21 +938,27 @@ impl<'a> Decoder<'a> {
                     pos = start + 1;
                 }
                 b'i' => {
-                    pos = self.int(&mut tokens, top, start)?;
+                    pos = self.int::<FOLD>(&mut tokens, &mut folded, top, start)?;
                 }
                 b'l' | b'd' => {
                     if self.stack.len() >= max_depth {
                         let limit = max_depth;
                         return Err(self.err(top, ErrorKind::DepthExceeded { limit }, start));
                     }
-                    let tok = tokens.len() as u32;
+                    let tape = top.fold != Fold::Inside;
+                    let tok = if FOLD && !tape {
+                        UNTAPED
+                    } else {
+                        tokens.len() as u32
+                    };
+                    let fold = if FOLD { self.child_fold(top) } else { Fold::No };
                     let t = Token {
                         start: start as u32,
                         end: 0,
                         aux: 0,
                         meta: 0,
                     };
-                    if !push(&mut tokens, max_tokens, t) {
+                    if !record::<FOLD>(&mut tokens, &mut folded, max_tokens, t, tape) {
                         return Err(self.too_many_tokens(top, start));
                     }
                     self.stack.push(top);
@@ -839,6 +973,7 @@ impl<'a> Decoder<'a> {
                         want_key: dict,
                         count: 0,
                         last_key: (0, 0),
+                        fold,
                     };
                     pos = start + 1;
                     continue;
@@ -875,8 +1010,38 @@ impl<'a> Decoder<'a> {
         })
     }
 
-    /// An `e` that closes the innermost container `top`: fills in its token and returns the
-    /// frame that encloses it.
+    /// How a container opened inside `top` stands as to folding.
+    #[inline]
+    fn child_fold(&self, top: Frame) -> Fold {
+        match top.fold {
+            Fold::Parent | Fold::Inside => Fold::Inside,
+            Fold::No if self.stack.len() == self.fold_path.len() && self.at_fold_path(top) => {
+                Fold::Parent
+            }
+            Fold::No => Fold::No,
+        }
+    }
+
+    /// Whether the value about to be read inside `top` is at `fold_path`, given that there are
+    /// as many enclosing frames (below the root slot, `top` included) as keys in it: each is a
+    /// dictionary whose current key is the matching key of the path. (An empty path is the
+    /// root value itself.)
+    #[cold]
+    #[inline(never)]
+    fn at_fold_path(&self, top: Frame) -> bool {
+        let frames = self.stack.iter().skip(1).chain(std::iter::once(&top));
+        frames.zip(self.fold_path).all(|(f, key)| {
+            f.kind == FrameKind::Dict
+                && !f.want_key
+                && self
+                    .input
+                    .get(f.last_key.0 as usize..f.last_key.1 as usize)
+                    .is_some_and(|k| k == *key)
+        })
+    }
+
+    /// An `e` that closes the innermost container `top`: fills in its token (if it has one)
+    /// and returns the frame that encloses it.
     #[inline]
     fn close(&mut self, tokens: &mut [Token], top: Frame, start: usize) -> Frame {
         let next = tokens.len() as u32;
@@ -896,7 +1061,13 @@ impl<'a> Decoder<'a> {
     /// `i<digits>e` at `start`, in one pass; returns the offset after it. Malformed integers are
     /// reported at the `i`.
     #[inline]
-    fn int(&mut self, tokens: &mut Vec<Token>, top: Frame, start: usize) -> Result<usize, Error> {
+    fn int<const FOLD: bool>(
+        &mut self,
+        tokens: &mut Vec<Token>,
+        folded: &mut usize,
+        top: Frame,
+        start: usize,
+    ) -> Result<usize, Error> {
         let input = self.input;
         let mut i = start + 1;
         let neg = input.get(i) == Some(&b'-');
@@ -945,7 +1116,8 @@ impl<'a> Decoder<'a> {
             aux: 0,
             meta: INT_META,
         };
-        if !push(tokens, self.max_tokens, t) {
+        let tape = top.fold != Fold::Inside;
+        if !record::<FOLD>(tokens, folded, self.max_tokens, t, tape) {
             return Err(self.too_many_tokens(top, start));
         }
         Ok(end)

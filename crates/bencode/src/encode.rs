@@ -81,6 +81,11 @@ impl Encode for Value {
 /// integers and lengths in shortest form. Already-canonical input is reproduced byte for byte.
 impl Encode for ValueRef<'_, '_> {
     fn encode(&self, out: &mut Vec<u8>) {
+        if self.is_folded() {
+            // Its elements are not on the tape: go through an owned copy.
+            self.to_owned().encode(out);
+            return;
+        }
         match self.kind() {
             Kind::Int => put_int(out, self.as_int().unwrap_or(0)),
             Kind::Bytes => put_bytes(out, self.as_bytes().unwrap_or_default()),

@@ -21,11 +21,36 @@ use crate::{from_bytes_with, to_bytes, DecodeOptions};
 ///   non-canonical encoding, that the re-encoded root decodes strictly to the same value, and
 ///   that serde (`from_bytes_with::<Value>`, `to_bytes`) agrees with the tape.
 ///
+/// Folding (`decode_folded`, here of `info.files` as in a torrent) must not change the verdict,
+/// the warnings or the value, in either mode.
+///
 /// # Panics
 /// When one of these invariants does not hold.
 pub fn decode_roundtrip(data: &[u8]) {
     let strict = decode(data);
     let lenient = decode_lenient(data);
+    for (opts, full) in [
+        (DecodeOptions::strict(), &strict),
+        (DecodeOptions::lenient(), &lenient),
+    ] {
+        let folded = opts.decode_folded(data, &[b"info", b"files"]);
+        match (full, &folded) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(a.warnings(), b.warnings(), "folding changed the warnings");
+                assert_eq!(
+                    a.root().to_owned(),
+                    b.root().to_owned(),
+                    "folding changed the value"
+                );
+            }
+            (Err(a), Err(b)) => assert_eq!(a, b, "folding changed the error"),
+            (a, b) => panic!(
+                "folding changed the verdict: {:?} vs {:?}",
+                a.as_ref().err(),
+                b.as_ref().err()
+            ),
+        }
+    }
 
     if let Ok(doc) = &strict {
         let reencoded = doc.root().to_bencode();

@@ -16,6 +16,9 @@
 //!   ([`DecodeOptions`]), integers are checked against `i64`, string lengths against the input.
 //! * Every value keeps its exact byte span ([`ValueRef::raw`]), so an info dictionary can be
 //!   hashed exactly as it appears in a file.
+//! * A container that holds most of the input and is read once anyway (a torrent's file list)
+//!   can be left off the tape ([`DecodeOptions::decode_folded`]) and read from its encoding
+//!   with [`RawValue`], after the decoder has checked it like the rest.
 //! * [`Mode::Strict`] rejects non-canonical input with an [`Error`] carrying the byte offset and
 //!   key path; [`Mode::Lenient`] accepts what real torrents contain and reports [`Warning`]s.
 //!
@@ -76,6 +79,7 @@ mod decode;
 mod encode;
 mod error;
 pub mod fuzzing;
+mod raw;
 mod scan;
 mod ser;
 mod value;
@@ -88,6 +92,7 @@ pub use decode::{
 };
 pub use encode::{put_bytes, put_int, DictBuilder, Encode};
 pub use error::{Error, ErrorKind, Irregularity, Path, PathSegment, Warning};
+pub use raw::{RawDictIter, RawListIter, RawValue};
 pub use scan::find_root_value;
 pub use ser::{to_bytes, to_writer, DictSerializer, SeqSerializer, SerError, Serializer};
 pub use value::Value;

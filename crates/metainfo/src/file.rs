@@ -6,8 +6,6 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
-use bytes::Bytes;
-
 use crate::error::Error;
 use crate::hash::Sha256Hash;
 use crate::path;
@@ -63,7 +61,7 @@ impl FileAttributes {
 
 /// One file of a torrent. The fields are public and plain data; the raw path components are
 /// read through [`path_components`](Self::path_components).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct FileEntry {
     /// The sanitised path relative to the download directory, `/`-separated: the name alone for
     /// a single-file torrent, `name/dir/file` for a multi-file one. Exactly libtorrent's
@@ -86,8 +84,50 @@ pub struct FileEntry {
     pub pieces_root: Option<Sha256Hash>,
     /// Modification time (`mtime`), seconds since the epoch, if given and non-zero.
     pub mtime: Option<i64>,
-    /// The raw path components, still encoded (see [`RawPath`]).
+    /// The raw path components (see [`RawPath`]).
     raw_path: RawPath,
+}
+
+impl PartialEq for FileEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path
+            && self.length == other.length
+            && self.offset == other.offset
+            && self.attributes == other.attributes
+            && self.symlink_target == other.symlink_target
+            && self.pieces_root == other.pieces_root
+            && self.mtime == other.mtime
+            && self.path_component_iter().eq(other.path_component_iter())
+    }
+}
+
+impl Eq for FileEntry {}
+
+impl std::fmt::Debug for FileEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        struct Components<'a>(&'a FileEntry);
+        impl std::fmt::Debug for Components<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_list()
+                    .entries(
+                        self.0
+                            .path_component_iter()
+                            .map(|c| c.escape_ascii().to_string()),
+                    )
+                    .finish()
+            }
+        }
+        f.debug_struct("FileEntry")
+            .field("path", &self.path)
+            .field("length", &self.length)
+            .field("offset", &self.offset)
+            .field("attributes", &self.attributes)
+            .field("symlink_target", &self.symlink_target)
+            .field("pieces_root", &self.pieces_root)
+            .field("mtime", &self.mtime)
+            .field("raw_path", &Components(self))
+            .finish()
+    }
 }
 
 impl FileEntry {
@@ -100,16 +140,18 @@ impl FileEntry {
     /// keys, or `name` for a single-file torrent). Empty for padding files the torrent does not
     /// name.
     ///
-    /// They are kept encoded (for a v1 torrent, as a view into the torrent's bytes) and copied
-    /// out on each call; [`path_component_iter`](Self::path_component_iter) borrows them instead.
+    /// They are copied out on each call; [`path_component_iter`](Self::path_component_iter)
+    /// borrows them instead. When sanitising left every component as it was (nearly always),
+    /// they are not stored twice but read back from [`path`](Self::path): on an entry whose
+    /// `path` you have changed yourself, they follow the change.
     pub fn path_components(&self) -> Vec<Vec<u8>> {
-        self.raw_path.iter().map(<[u8]>::to_vec).collect()
+        self.path_component_iter().map(<[u8]>::to_vec).collect()
     }
 
     /// The raw path components, borrowed: the same as [`path_components`](Self::path_components)
     /// without copying.
     pub fn path_component_iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        self.raw_path.iter()
+        self.raw_path.iter(&self.path)
     }
 
     /// One past the last byte in the torrent's byte space.
@@ -118,62 +160,89 @@ impl FileEntry {
     }
 }
 
-/// A file's raw path components as a run of bencoded byte strings (`3:dir5:a.txt`): for a v1
-/// torrent the inside of its `path` list, shared with the torrent's bytes rather than copied.
-#[derive(Clone, Default)]
-pub(crate) struct RawPath(Bytes);
+/// A file's raw path components, stored as cheaply as they allow.
+#[derive(Clone)]
+pub(crate) enum RawPath {
+    /// The components of the entry's own `path` after its first `skip` bytes: sanitising
+    /// left every one of them as it was (so none holds a `/`), and they are not stored twice.
+    InPath(u32),
+    /// Bencoded byte strings laid end to end (`3:dir5:a.txt`).
+    Encoded(Box<[u8]>),
+}
+
+impl Default for RawPath {
+    /// No components.
+    fn default() -> Self {
+        RawPath::Encoded(Box::default())
+    }
+}
 
 impl RawPath {
-    /// Wraps bencoded byte strings laid end to end.
-    pub(crate) fn from_encoded(encoded: Bytes) -> Self {
-        RawPath(encoded)
+    /// Bencoded byte strings laid end to end, copied.
+    pub(crate) fn from_encoded(encoded: &[u8]) -> Self {
+        RawPath::Encoded(encoded.into())
     }
 
-    /// The components, decoded. Stops early at anything that is not a byte string (which the
-    /// parser never stores).
-    pub(crate) fn iter(&self) -> RawPathIter<'_> {
-        RawPathIter(&self.0)
+    /// The components are those of the path after its first `skip` bytes (see
+    /// [`RawPath::InPath`]).
+    pub(crate) fn in_path(skip: usize) -> Option<Self> {
+        u32::try_from(skip).ok().map(RawPath::InPath)
     }
-}
 
-impl PartialEq for RawPath {
-    fn eq(&self, other: &Self) -> bool {
-        self.iter().eq(other.iter())
+    /// The components, decoded, for an entry at `path`. Stops early at anything that is not a
+    /// byte string (which the parser never stores).
+    pub(crate) fn iter<'a>(&'a self, path: &'a str) -> RawPathIter<'a> {
+        match self {
+            RawPath::InPath(skip) => {
+                let rest = path.get(*skip as usize..).unwrap_or_default();
+                RawPathIter::Split((!rest.is_empty()).then(|| rest.split('/')))
+            }
+            RawPath::Encoded(e) => RawPathIter::Encoded(e),
+        }
     }
-}
 
-impl Eq for RawPath {}
-
-impl std::fmt::Debug for RawPath {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(self.iter().map(|c| c.escape_ascii().to_string()))
-            .finish()
+    /// Stores the components on their own, so that `path` (which they are read from until
+    /// now) can change.
+    pub(crate) fn detach(&mut self, path: &str) {
+        if let RawPath::InPath(_) = self {
+            let mut encoded = Vec::new();
+            for c in self.iter(path) {
+                tessera_bencode::put_bytes(&mut encoded, c);
+            }
+            *self = RawPath::Encoded(encoded.into());
+        }
     }
 }
 
 /// Iterator over the components of a [`RawPath`].
-pub(crate) struct RawPathIter<'a>(&'a [u8]);
+pub(crate) enum RawPathIter<'a> {
+    Split(Option<std::str::Split<'a, char>>),
+    Encoded(&'a [u8]),
+}
 
 impl<'a> Iterator for RawPathIter<'a> {
     type Item = &'a [u8];
 
     fn next(&mut self) -> Option<&'a [u8]> {
-        let colon = self.0.iter().position(|&b| b == b':')?;
+        let rest = match self {
+            RawPathIter::Split(split) => return split.as_mut()?.next().map(str::as_bytes),
+            RawPathIter::Encoded(rest) => rest,
+        };
+        let colon = rest.iter().position(|&b| b == b':')?;
         let mut len = 0usize;
-        for &d in self.0.get(..colon)? {
+        for &d in rest.get(..colon)? {
             if !d.is_ascii_digit() {
-                self.0 = &[];
+                *rest = &[];
                 return None;
             }
             len = len.checked_mul(10)?.checked_add(usize::from(d - b'0'))?;
         }
-        let payload = self.0.get(colon + 1..)?;
-        let Some((component, rest)) = payload.split_at_checked(len) else {
-            self.0 = &[];
+        let payload = rest.get(colon + 1..)?;
+        let Some((component, tail)) = payload.split_at_checked(len) else {
+            *rest = &[];
             return None;
         };
-        self.0 = rest;
+        *rest = tail;
         Some(component)
     }
 }
@@ -205,11 +274,11 @@ pub(crate) struct Layout {
     /// v2 layout: pad each file to a piece boundary.
     v2: bool,
     max_files: usize,
-    /// ASCII-case-insensitive hashes of the directories and file paths added so far, for the
-    /// quick collision check in [`resolve_duplicates`]; taken while each path is fresh in cache.
-    names: HashSet64,
-    /// Two names (or a file and a directory) may be the same: their hashes are.
-    maybe_collision: bool,
+    /// ASCII-case-insensitive hashes of the directories and file paths added so far, each
+    /// tagged (`hash & !3 | tag`), for the quick collision check in [`resolve_duplicates`]:
+    /// taken while each path is fresh in cache, and looked up in one tight pass at the end
+    /// (so that the table's cache misses overlap rather than stall the parser one by one).
+    names: Vec<u64>,
     /// The directory of the last file added, whose names are in `names` already.
     last_dir: String,
 }
@@ -225,8 +294,7 @@ impl Layout {
             piece_length,
             v2: false,
             max_files,
-            names: HashSet64::with_capacity(0),
-            maybe_collision: false,
+            names: Vec::new(),
             last_dir: String::new(),
         }
     }
@@ -243,16 +311,13 @@ impl Layout {
         let n = additional.min(room);
         self.files.reserve_exact(n);
         self.no_root_dir.reserve_exact(n);
-        self.names.reserve(n);
+        self.names.reserve(n.saturating_add(n / 16));
     }
 
     /// Adds the names [`find_renames`] would put in its table for a file at `path` (its
     /// directories below the root, then the path itself) to `names`, noting any repeat. A
     /// directory may repeat a directory; nothing else may repeat anything.
     fn note_names(&mut self, path: &str, no_root: bool) {
-        if self.maybe_collision {
-            return;
-        }
         if let Some(slash) = rfind_slash(path.as_bytes()) {
             let dir = path.get(..slash).unwrap_or_default();
             if dir != self.last_dir {
@@ -277,11 +342,18 @@ impl Layout {
     }
 
     fn note(&mut self, hash: u64, tag: Tag) {
-        match self.names.insert(hash, tag) {
-            None | Some(Tag::Dir) if tag == Tag::Dir => {}
-            None => {}
-            Some(_) => self.maybe_collision = true,
-        }
+        self.names.push((hash & !3) | tag as u64);
+    }
+
+    /// Whether two names noted by [`note_names`](Self::note_names) may be the same: a file's
+    /// hash repeats any other name's, or a directory's repeats a file's.
+    fn maybe_collision(&self) -> bool {
+        let mut set = NameSet::with_capacity(self.names.len());
+        self.names.iter().any(|&key| match set.insert(key) {
+            None => false,
+            Some(Tag::Dir) => key & 3 != Tag::Dir as u64,
+            Some(Tag::File) => true,
+        })
     }
 
     fn push(&mut self, e: FileEntry, no_root: bool, link: String) -> Result<(), Error> {
@@ -349,8 +421,13 @@ impl Layout {
         self.note_names(&entry.path, no_root);
         self.push(entry, no_root, f.symlink)?;
         self.total += f.length;
-        let rem = self.total % self.piece_length.max(1);
-        if self.v2 && rem != 0 {
+        // (No division for v1 files.)
+        let rem = if self.v2 {
+            self.total % self.piece_length.max(1)
+        } else {
+            0
+        };
+        if rem != 0 {
             let pad = self.piece_length - rem;
             if self.total > MAX_FILE_OFFSET - pad {
                 return Err(Error::InvalidLength {
@@ -644,10 +721,10 @@ enum Owner {
 /// [`Error::TooManyDuplicateFilenames`] when more than `max_collisions` candidate names were
 /// taken.
 pub(crate) fn resolve_duplicates(layout: &mut Layout, max_collisions: usize) -> Result<(), Error> {
-    // Nearly every torrent has no collision at all: a table of 64-bit hashes shows that cheaply,
+    // Nearly every torrent has no collision at all: a table of name hashes shows that cheaply,
     // and only a repeated hash (a collision, or very rarely two names with the same hash) sends
     // the torrent through the exact work below.
-    if !layout.maybe_collision {
+    if !layout.maybe_collision() {
         return Ok(());
     }
     // libtorrent first checks for any collision while leaving the torrent's root directory out
@@ -658,6 +735,7 @@ pub(crate) fn resolve_duplicates(layout: &mut Layout, max_collisions: usize) -> 
     };
     for (i, p) in renames {
         if let Some(f) = layout.files.get_mut(i) {
+            f.raw_path.detach(&f.path);
             f.path = p;
         }
     }
@@ -691,81 +769,68 @@ fn caseless_hash(s: &str) -> u64 {
     const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
     let b = s.as_bytes();
     let mut h = b.len() as u64;
+    // Whole words, then the last eight bytes (overlapping the words before; the length is in
+    // the hash, so this is still a function of the lowercased string alone).
     let mut words = b.chunks_exact(8);
     for w in &mut words {
-        let w = u64::from_le_bytes(<[u8; 8]>::try_from(w).unwrap_or([0; 8]));
-        h = (h.rotate_left(5) ^ lower8(w)).wrapping_mul(K);
+        h = (h.rotate_left(5) ^ lower8(path::word(w))).wrapping_mul(K);
     }
-    let mut last = [0u8; 8];
-    for (d, s) in last.iter_mut().zip(words.remainder()) {
-        *d = *s;
-    }
-    h = (h.rotate_left(5) ^ lower8(u64::from_le_bytes(last))).wrapping_mul(K);
+    h = (h.rotate_left(5) ^ lower8(path::tail_word(b, 0))).wrapping_mul(K);
     WordHasher(h).finish()
 }
 
-/// What a name in [`HashSet64`] belongs to.
+/// What a name in [`NameSet`] belongs to.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Tag {
     File = 1,
     Dir = 2,
 }
 
-/// A set of 64-bit hashes, each tagged: open addressing with linear probing in a power-of-two
-/// table kept at most half full. A slot holds `hash << 2 | tag` (never 0, which marks an empty
-/// slot), so the top two bits of the hash are not compared.
-#[derive(Default)]
-struct HashSet64 {
-    slots: Vec<u64>,
+/// A set of tagged 64-bit name hashes (`hash & !3 | tag`, see [`Layout::names`]) that keeps
+/// 32 bits of each: open addressing with linear probing in a power-of-two table at most half
+/// full. A key's bits above the tag pick its slot; its top 30 bits and its tag fill it (never
+/// 0, which marks an empty slot). Half the size of a table of whole keys, so the table for
+/// 100,000 names (1 MiB) stays in a core's L2 cache. Two keys are taken for the same when they
+/// probe into each other with the same top 30 bits: such a false alarm only costs the exact
+/// check, about once in millions of torrents of that size.
+struct NameSet {
+    slots: Vec<u32>,
     len: usize,
 }
 
-impl HashSet64 {
+impl NameSet {
+    /// Room for `n` keys.
     fn with_capacity(n: usize) -> Self {
-        let mut set = HashSet64::default();
-        set.reserve(n);
-        set
-    }
-
-    /// Makes room for `n` more entries.
-    fn reserve(&mut self, n: usize) {
-        let want = self
-            .len
-            .saturating_add(n)
+        let size = n
             .saturating_mul(2)
             .max(16)
             .checked_next_power_of_two()
             .unwrap_or(usize::MAX);
-        if want > self.slots.len() {
-            let old = std::mem::replace(&mut self.slots, vec![0; want]);
-            self.len = 0;
-            for key in old.into_iter().filter(|&k| k != 0) {
-                self.place(key);
-            }
+        NameSet {
+            slots: vec![0; size],
+            len: 0,
         }
     }
 
-    /// Adds `hash` with `tag` unless the hash is there already; returns the tag it had then.
-    fn insert(&mut self, hash: u64, tag: Tag) -> Option<Tag> {
-        if (self.len + 1) * 2 > self.slots.len() {
-            self.reserve(self.len.max(8));
+    /// Adds `key` unless one with the same fingerprint is there already; then returns its tag.
+    /// Past the capacity it answers as if every key were a file already there.
+    #[inline]
+    fn insert(&mut self, key: u64) -> Option<Tag> {
+        if self.len.saturating_mul(2) >= self.slots.len() {
+            return Some(Tag::File);
         }
-        self.place((hash << 2) | tag as u64)
-    }
-
-    fn place(&mut self, key: u64) -> Option<Tag> {
         let mask = self.slots.len().wrapping_sub(1);
-        // The hashes are well mixed: their low bits pick the slot.
         let mut i = ((key >> 2) as usize) & mask;
+        let print = ((key >> 32) as u32 & !3) | (key & 3) as u32;
         loop {
             let slot = self.slots.get_mut(i)?;
             if *slot == 0 {
-                *slot = key;
+                *slot = print;
                 self.len += 1;
                 return None;
             }
-            if *slot >> 2 == key >> 2 {
-                return Some(if *slot & 3 == Tag::Dir as u64 {
+            if (*slot ^ print) >> 2 == 0 {
+                return Some(if *slot & 3 == Tag::Dir as u32 {
                     Tag::Dir
                 } else {
                     Tag::File
@@ -908,16 +973,23 @@ mod tests {
     }
 
     #[test]
-    fn hash_set_finds_repeats_and_grows() {
-        let mut set = HashSet64::with_capacity(0);
+    fn name_set_finds_repeats() {
+        let key = |h: u64, tag: Tag| (h.wrapping_mul(0x9e37_79b9_7f4a_7c15) & !3) | tag as u64;
+        let mut set = NameSet::with_capacity(1003);
         for h in 0..1000u64 {
             let tag = if h % 3 == 0 { Tag::Dir } else { Tag::File };
-            assert_eq!(set.insert(h.wrapping_mul(0x9e37_79b9_7f4a_7c15), tag), None);
+            assert_eq!(set.insert(key(h, tag)), None);
         }
-        let h5 = 5u64.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        assert_eq!(set.insert(h5, Tag::Dir), Some(Tag::File));
-        assert_eq!(set.insert(0, Tag::File), Some(Tag::Dir));
+        assert_eq!(set.insert(key(5, Tag::Dir)), Some(Tag::File));
+        assert_eq!(set.insert(key(0, Tag::File)), Some(Tag::Dir));
         assert_eq!(set.len, 1000);
+        assert_eq!(set.slots.len(), 2048);
+        // Full: everything looks like a repeat.
+        let mut small = NameSet::with_capacity(0);
+        for h in 0..8u64 {
+            assert_eq!(small.insert(key(h, Tag::File)), None);
+        }
+        assert_eq!(small.insert(key(99, Tag::File)), Some(Tag::File));
         assert_eq!(caseless_hash("Dir/File.TXT"), caseless_hash("dir/file.txt"));
         assert_ne!(caseless_hash("dir/file.txt"), caseless_hash("dir/file.txu"));
     }
@@ -943,14 +1015,47 @@ mod tests {
 
     #[test]
     fn raw_path_round_trip() {
-        let raw = RawPath::from_encoded(Bytes::from_static(b"3:dir0:5:a.txt"));
-        let parts: Vec<&[u8]> = raw.iter().collect();
+        let raw = RawPath::from_encoded(b"3:dir0:5:a.txt");
+        let parts: Vec<&[u8]> = raw.iter("x").collect();
         assert_eq!(parts, [&b"dir"[..], b"", b"a.txt"]);
-        let same = RawPath::from_encoded(Bytes::from_static(b"03:dir0:5:a.txt"));
-        assert_eq!(raw, same);
-        let cut = RawPath::from_encoded(Bytes::from_static(b"3:dir9:a"));
-        assert_eq!(cut.iter().count(), 1);
-        assert_eq!(format!("{raw:?}"), r#"["dir", "", "a.txt"]"#);
+        let same = RawPath::from_encoded(b"03:dir0:5:a.txt");
+        assert!(raw.iter("").eq(same.iter("")));
+        let cut = RawPath::from_encoded(b"3:dir9:a");
+        assert_eq!(cut.iter("").count(), 1);
+
+        let path = "name/dir/a.txt";
+        let mut in_path = RawPath::in_path(5).unwrap();
+        let parts: Vec<&[u8]> = in_path.iter(path).collect();
+        assert_eq!(parts, [&b"dir"[..], b"a.txt"]);
+        assert_eq!(RawPath::InPath(14).iter(path).count(), 0);
+        assert_eq!(RawPath::InPath(99).iter(path).count(), 0);
+        in_path.detach(path);
+        assert!(matches!(in_path, RawPath::Encoded(_)));
+        let parts: Vec<&[u8]> = in_path.iter("renamed").collect();
+        assert_eq!(parts, [&b"dir"[..], b"a.txt"]);
+    }
+
+    #[test]
+    fn entries_compare_and_print_their_components() {
+        let entry = |path: &str, raw_path: RawPath| FileEntry {
+            path: path.to_owned(),
+            length: 1,
+            offset: 0,
+            attributes: FileAttributes::default(),
+            symlink_target: None,
+            pieces_root: None,
+            mtime: None,
+            raw_path,
+        };
+        let a = entry("n/d/f", RawPath::in_path(2).unwrap());
+        let b = entry("n/d/f", RawPath::from_encoded(b"1:d1:f"));
+        let c = entry("n/d/f", RawPath::from_encoded(b"1:D1:f"));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert!(
+            format!("{a:?}").contains(r#"raw_path: ["d", "f"]"#),
+            "{a:?}"
+        );
     }
 
     #[test]

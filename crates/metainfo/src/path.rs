@@ -72,7 +72,7 @@ const MAX_ELEMENT: usize = 240;
 /// `path` is not empty. A component that sanitises to nothing (`.`, `..`) is dropped.
 pub(crate) fn append_element(path: &mut String, element: &[u8]) {
     let mut bytes = std::mem::take(path).into_bytes();
-    append_bytes(&mut bytes, element);
+    let _ = append_bytes(&mut bytes, element);
     *path = into_string(bytes);
 }
 
@@ -84,21 +84,57 @@ pub(crate) fn into_string(path: Vec<u8>) -> String {
 
 /// [`append_element`] on a path kept as bytes, so that a whole path is checked as UTF-8 once
 /// (by [`into_string`]) rather than once per component. `path` must hold UTF-8; it still does
-/// afterwards.
+/// afterwards. Returns how the component went in.
 #[inline]
-pub(crate) fn append_bytes(path: &mut Vec<u8>, element: &[u8]) {
-    if unchanged_by_sanitising(element) {
-        if !path.is_empty() {
-            path.push(b'/');
+pub(crate) fn append_bytes(path: &mut Vec<u8>, element: &[u8]) -> Appended {
+    match unchanged_by_sanitising(element) {
+        Some(underscore) => {
+            if !path.is_empty() {
+                path.push(b'/');
+            }
+            path.extend_from_slice(element);
+            Appended::AsItWas { underscore }
         }
-        path.extend_from_slice(element);
-    } else {
-        append_careful(path, element);
+        None => {
+            append_careful(path, element);
+            Appended::Sanitised
+        }
     }
+}
+
+/// How [`append_bytes`] added a component.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Appended {
+    /// Unchanged; `underscore` if it holds a `_`.
+    AsItWas { underscore: bool },
+    /// Changed (or dropped) by sanitising.
+    Sanitised,
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// Eight bytes as a little-endian word (0 if `w` is not eight bytes long).
+#[inline(always)]
+pub(crate) fn word(w: &[u8]) -> u64 {
+    <[u8; 8]>::try_from(w).map_or(0, u64::from_le_bytes)
+}
+
+/// The last eight bytes of `b` as a word; if `b` is shorter, its bytes with the missing high
+/// bytes set to `fill`. Built in registers: copying a short tail into a buffer and loading it
+/// as a word stalls the load until the copy's stores drain.
+#[inline(always)]
+pub(crate) fn tail_word(b: &[u8], fill: u8) -> u64 {
+    if let Some(last) = b.len().checked_sub(8).and_then(|start| b.get(start..)) {
+        return word(last);
+    }
+    let mut w = u64::from_le_bytes([fill; 8]);
+    for (i, &c) in b.iter().take(7).enumerate() {
+        let shift = 8 * i;
+        w = (w & !(0xff << shift)) | (u64::from(c) << shift);
+    }
+    w
+}
 
 /// High bit set in each byte of `w` that is zero (exact as to whether there is one).
 #[inline]
@@ -118,35 +154,39 @@ fn unusual_bytes(w: u64) -> u64 {
         | zero_bytes(w ^ (ONES * u64::from(b'\\')))
 }
 
-/// True when sanitising leaves `element` as it is, which is what almost every component of a
+/// `Some` when sanitising leaves `element` as it is, which is what almost every component of a
 /// real torrent looks like: not empty, shorter than the cut, valid UTF-8, not `.` or `..`, and
 /// free of control characters, `/`, `\` and the direction overrides (which all start with the
-/// bytes `E2 80`; any `E2 80` sends the component down the careful path). Printable ASCII is
-/// recognised eight bytes at a time.
+/// bytes `E2 80`; any `E2 80` sends the component down the careful path); then whether it
+/// holds a `_` (in passing, for the padding file marker). Printable ASCII is recognised eight
+/// bytes at a time.
 #[inline]
-fn unchanged_by_sanitising(element: &[u8]) -> bool {
+fn unchanged_by_sanitising(element: &[u8]) -> Option<bool> {
     if element.is_empty() || element.len() >= MAX_ELEMENT || element == b"." || element == b".." {
-        return false;
+        return None;
     }
-    let mut unusual = 0u64;
-    let mut words = element.chunks_exact(8);
-    for w in &mut words {
-        let w = <[u8; 8]>::try_from(w).unwrap_or([0; 8]);
-        unusual |= unusual_bytes(u64::from_le_bytes(w));
+    // The whole words, then the tail: the last eight bytes again (overlapping bytes already
+    // seen changes nothing), or for a short component its bytes padded with one that is
+    // neither unusual nor `_`.
+    let under = |w: u64| zero_bytes(w ^ (ONES * u64::from(b'_')));
+    let tail = tail_word(element, b'a');
+    let mut unusual = unusual_bytes(tail);
+    let mut underscore = under(tail);
+    for w in element.chunks_exact(8) {
+        let w = word(w);
+        unusual |= unusual_bytes(w);
+        underscore |= under(w);
     }
-    // The tail, padded with a byte that is not unusual.
-    let mut last = [b'a'; 8];
-    for (d, s) in last.iter_mut().zip(words.remainder()) {
-        *d = *s;
+    if unusual != 0 {
+        // Something outside printable ASCII: fine if it is only well-formed non-ASCII text.
+        let fine = !element.iter().any(|&b| b < 0x20 || b == b'/' || b == b'\\')
+            && std::str::from_utf8(element).is_ok()
+            && !element.windows(2).any(|w| w == [0xe2, 0x80]);
+        if !fine {
+            return None;
+        }
     }
-    unusual |= unusual_bytes(u64::from_le_bytes(last));
-    if unusual == 0 {
-        return true;
-    }
-    // Something outside printable ASCII: fine if it is only well-formed non-ASCII text.
-    !element.iter().any(|&b| b < 0x20 || b == b'/' || b == b'\\')
-        && std::str::from_utf8(element).is_ok()
-        && !element.windows(2).any(|w| w == [0xe2, 0x80])
+    Some(underscore != 0)
 }
 
 /// [`append_bytes`] for components that need work: one code point at a time.
@@ -313,22 +353,25 @@ mod tests {
         for e in samples {
             for prefix in ["", "root"] {
                 let mut fast = prefix.as_bytes().to_vec();
-                append_bytes(&mut fast, e);
+                let _ = append_bytes(&mut fast, e);
                 let mut careful = prefix.as_bytes().to_vec();
                 append_careful(&mut careful, e);
                 assert_eq!(fast, careful, "{e:?}");
             }
         }
         let long = vec![b'x'; MAX_ELEMENT - 1];
-        assert!(unchanged_by_sanitising(&long));
-        assert!(!unchanged_by_sanitising(&[b'x'; MAX_ELEMENT]));
+        assert_eq!(unchanged_by_sanitising(&long), Some(false));
+        assert_eq!(unchanged_by_sanitising(&[b'x'; MAX_ELEMENT]), None);
         for b in 0..=255u8 {
             // `b` inside a whole word, in the tail, and both.
             let e = [b'a', b'b', b'c', b, b'e', b'f', b'g', b'h', b, b'z'];
             let plain = (0x20..0x80).contains(&b) && b != b'/' && b != b'\\';
-            assert_eq!(unchanged_by_sanitising(&e[..8]), plain, "{b:#x}");
-            assert_eq!(unchanged_by_sanitising(&e[7..]), plain, "{b:#x}");
-            assert_eq!(unchanged_by_sanitising(&e), plain, "{b:#x}");
+            let want = plain.then_some(b == b'_');
+            assert_eq!(unchanged_by_sanitising(&e[..8]), want, "{b:#x}");
+            assert_eq!(unchanged_by_sanitising(&e[7..]), want, "{b:#x}");
+            assert_eq!(unchanged_by_sanitising(&e), want, "{b:#x}");
+            let alone = if b == b'.' { None } else { want };
+            assert_eq!(unchanged_by_sanitising(&e[3..4]), alone, "{b:#x}");
         }
     }
 

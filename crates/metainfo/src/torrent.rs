@@ -10,7 +10,7 @@ use bytes::Bytes;
 use sha1::{Digest, Sha1};
 use sha2::Sha256;
 use tessera_bencode::{
-    DecodeOptions, DictBuilder, DictRef, Encode, ErrorKind, Irregularity, ListRef, Mode, Value,
+    DecodeOptions, DictBuilder, DictRef, Encode, ErrorKind, Irregularity, Mode, RawValue, Value,
     ValueRef, Warning,
 };
 
@@ -385,21 +385,23 @@ fn string_pref<'d, 'a>(d: &DictRef<'d, 'a>, a: &[u8], b: &[u8]) -> Option<ValueR
 }
 
 /// The entries of a file dictionary that the parser reads, found in one walk over it. Each
-/// holds the first value under its key, as [`DictRef::get`] would find it.
+/// holds the first value under its key, as [`DictRef::get`] would find it. The values are read
+/// from their encoding: the file list is left off the decoder's tape (see [`parse_with`]).
 #[derive(Default)]
-struct FileKeys<'d, 'a> {
-    attr: Option<ValueRef<'d, 'a>>,
-    length: Option<ValueRef<'d, 'a>>,
-    mtime: Option<ValueRef<'d, 'a>>,
-    path: Option<ValueRef<'d, 'a>>,
-    path_utf8: Option<ValueRef<'d, 'a>>,
-    symlink_path: Option<ValueRef<'d, 'a>>,
+struct FileKeys<'a> {
+    attr: Option<RawValue<'a>>,
+    length: Option<RawValue<'a>>,
+    mtime: Option<RawValue<'a>>,
+    path: Option<RawValue<'a>>,
+    path_utf8: Option<RawValue<'a>>,
+    symlink_path: Option<RawValue<'a>>,
 }
 
-impl<'d, 'a> FileKeys<'d, 'a> {
-    fn read(d: &DictRef<'d, 'a>) -> Self {
+impl<'a> FileKeys<'a> {
+    #[inline]
+    fn read(entries: impl Iterator<Item = (&'a [u8], RawValue<'a>)>) -> Self {
         let mut keys = FileKeys::default();
-        for (k, v) in d.iter() {
+        for (k, v) in entries {
             let slot = match k {
                 b"length" => &mut keys.length,
                 b"path" => &mut keys.path,
@@ -416,6 +418,11 @@ impl<'d, 'a> FileKeys<'d, 'a> {
         keys
     }
 
+    /// The keys of a dictionary on the tape.
+    fn read_tape(d: &DictRef<'_, 'a>) -> Self {
+        Self::read(d.iter().map(|(k, v)| (k, RawValue::from(v))))
+    }
+
     fn attributes(&self) -> FileAttributes {
         FileAttributes::from_attr(self.attr.and_then(|v| v.as_bytes()).unwrap_or_default())
     }
@@ -426,17 +433,16 @@ impl<'d, 'a> FileKeys<'d, 'a> {
     }
 
     /// The path list: `path.utf-8` if it is a list, else `path` if that is one.
-    fn path_list(&self) -> Option<ListRef<'d, 'a>> {
+    fn path_list(&self) -> Option<RawValue<'a>> {
+        let is_list = |v: &RawValue<'_>| v.kind() == tessera_bencode::Kind::List;
         self.path_utf8
-            .and_then(|v| v.as_list())
-            .or_else(|| self.path.and_then(|v| v.as_list()))
+            .filter(is_list)
+            .or_else(|| self.path.filter(is_list))
     }
 }
 
 struct Ctx<'o> {
     opts: &'o ParseOptions,
-    /// The torrent's bytes, which raw paths are views into.
-    data: &'o Bytes,
 }
 
 impl Ctx<'_> {
@@ -451,33 +457,56 @@ impl Ctx<'_> {
     }
 
     /// Checks a list of path components (all strings, within the limits) and appends their
-    /// sanitised forms to `path`.
-    fn append_components(&self, path: &mut Vec<u8>, list: &ListRef<'_, '_>) -> Result<(), Error> {
-        if list.len() > self.opts.max_path_depth {
-            return Err(Error::DirectoryTooDeep {
-                depth: list.len(),
-                limit: self.opts.max_path_depth,
-            });
+    /// sanitised forms to `path`. Returns whether every component went in as it was, and if
+    /// so whether one holds a `_`.
+    ///
+    /// Too many components is the error whatever else is wrong, as when the count is checked
+    /// first; the count is only taken in full when there is an error.
+    fn append_components(
+        &self,
+        path: &mut Vec<u8>,
+        list: RawValue<'_>,
+    ) -> Result<(bool, bool), Error> {
+        let limit = self.opts.max_path_depth;
+        let Some(mut components) = list.as_list() else {
+            return Ok((true, false));
+        };
+        let mut seen = 0usize;
+        let mut plain = true;
+        let mut underscore = false;
+        let mut fail = None;
+        for e in components.by_ref() {
+            seen += 1;
+            if seen > limit {
+                break;
+            }
+            let Some(b) = e.as_bytes() else {
+                fail = Some(Error::InvalidName);
+                break;
+            };
+            if let Err(err) = self.check_name(b) {
+                fail = Some(err);
+                break;
+            }
+            match path::append_bytes(path, b) {
+                path::Appended::AsItWas { underscore: u } => underscore |= u,
+                path::Appended::Sanitised => plain = false,
+            }
         }
-        for e in list.iter() {
-            let b = e.as_bytes().ok_or(Error::InvalidName)?;
-            self.check_name(b)?;
-            path::append_bytes(path, b);
+        if seen > limit || fail.is_some() {
+            let depth = seen + components.count();
+            if depth > limit {
+                return Err(Error::DirectoryTooDeep { depth, limit });
+            }
         }
-        Ok(())
-    }
-
-    /// A view of `range` of the torrent's bytes.
-    fn share(&self, range: Range<usize>) -> Bytes {
-        if range.start <= range.end && range.end <= self.data.len() {
-            self.data.slice(range)
-        } else {
-            Bytes::new()
+        match fail {
+            Some(err) => Err(err),
+            None => Ok((plain, underscore)),
         }
     }
 
     /// libtorrent's file size rules; symlinks take no space.
-    fn file_size(&self, length: Option<ValueRef<'_, '_>>, symlink: bool) -> Result<u64, Error> {
+    fn file_size(&self, length: Option<RawValue<'_>>, symlink: bool) -> Result<u64, Error> {
         let len = if symlink {
             0
         } else {
@@ -498,78 +527,110 @@ impl Ctx<'_> {
         Ok(size)
     }
 
-    fn symlink_path(&self, value: Option<ValueRef<'_, '_>>) -> Result<Option<String>, Error> {
-        let Some(list) = value.and_then(|v| v.as_list()) else {
+    fn symlink_path(&self, value: Option<RawValue<'_>>) -> Result<Option<String>, Error> {
+        let Some(list) = value.filter(|v| v.kind() == tessera_bencode::Kind::List) else {
             return Ok(None);
         };
         let mut s = Vec::new();
-        self.append_components(&mut s, &list)?;
+        self.append_components(&mut s, list)?;
         Ok(Some(path::into_string(s)))
     }
 
-    /// One file of a v1 file list, or (`top_level`) the info dictionary of a single-file
-    /// torrent.
-    fn v1_file(
-        &self,
-        v: ValueRef<'_, '_>,
-        out: &mut Layout,
-        root_dir: &str,
-        top_level: bool,
-    ) -> Result<(), Error> {
-        let d = v.as_dict().ok_or(Error::FileParseFailed)?;
-        let keys = FileKeys::read(&d);
+    /// The info dictionary of a single-file v1 (or hybrid) torrent, as its one file.
+    fn v1_single_file(&self, info: &DictRef<'_, '_>, out: &mut Layout) -> Result<(), Error> {
+        let keys = FileKeys::read_tape(info);
         let mut attrs = keys.attributes();
         let size = self.file_size(keys.length, attrs.symlink)?;
         let mtime = keys.mtime();
-        let mut path;
-        let raw_path;
-        if top_level {
-            let name_val = string_pref(&d, b"name.utf-8", b"name");
-            let name = name_val
-                .and_then(|n| n.as_bytes())
-                .filter(|n| !n.is_empty())
-                .ok_or(Error::MissingName)?;
-            self.check_name(name)?;
-            path = root_dir.to_owned();
-            path::append_element(&mut path, name);
-            if path.is_empty() {
-                return Err(Error::MissingName);
-            }
-            // The value's encoding is the one byte string `<len>:<name>`.
-            raw_path = RawPath::from_encoded(self.share(name_val.map_or(0..0, |n| n.span())));
-        } else {
-            match keys.path_list().filter(|l| !l.is_empty()) {
-                Some(list) => {
-                    // Room for every component and its '/': each takes at least that much room
-                    // in the list's encoding too. Sanitising never lengthens a component.
-                    let span = list.as_value().span();
-                    let mut bytes = Vec::with_capacity(root_dir.len() + span.len() + 2);
-                    bytes.extend_from_slice(root_dir.as_bytes());
-                    let orig = bytes.len();
-                    self.append_components(&mut bytes, &list)?;
-                    if bytes.len() == orig {
-                        bytes.extend_from_slice(b"/_");
-                    }
-                    if has_padding_marker(&bytes) {
-                        attrs.padding = true;
-                    }
-                    path = path::into_string(bytes);
-                    // The inside of `l…e`: the components' encodings end to end.
-                    raw_path = RawPath::from_encoded(self.share(span.start + 1..span.end - 1));
-                }
-                None if attrs.padding => {
-                    path = format!(".pad/{size}");
-                    raw_path = RawPath::default();
-                }
-                None => return Err(Error::MissingName),
-            }
+        let name_val = string_pref(info, b"name.utf-8", b"name");
+        let name = name_val
+            .and_then(|n| n.as_bytes())
+            .filter(|n| !n.is_empty())
+            .ok_or(Error::MissingName)?;
+        self.check_name(name)?;
+        let mut path = String::new();
+        path::append_element(&mut path, name);
+        if path.is_empty() {
+            return Err(Error::MissingName);
         }
-        if top_level && has_padding_marker(path.as_bytes()) {
+        // The value's encoding is the one byte string `<len>:<name>`.
+        let raw_path = RawPath::from_encoded(name_val.map_or(&[][..], |n| n.raw()));
+        if has_padding_marker(path.as_bytes()) {
             attrs.padding = true;
         }
+        let symlink = keys.symlink_path;
+        self.add_v1(out, symlink, attrs, size, mtime, path, raw_path)
+    }
+
+    /// One entry of a v1 file list: a dictionary, read from its encoding. `root_underscore`:
+    /// whether `root_dir` holds a `_`.
+    #[inline]
+    fn v1_file(
+        &self,
+        v: RawValue<'_>,
+        out: &mut Layout,
+        root_dir: &str,
+        root_underscore: bool,
+    ) -> Result<(), Error> {
+        let entries = v.as_dict().ok_or(Error::FileParseFailed)?;
+        let keys = FileKeys::read(entries);
+        let mut attrs = keys.attributes();
+        let size = self.file_size(keys.length, attrs.symlink)?;
+        let mtime = keys.mtime();
+        let path;
+        let raw_path;
+        match keys.path_list().filter(|l| l.raw().len() > 2) {
+            Some(list) => {
+                // Room for every component and its '/': each takes at least that much room
+                // in the list's encoding too. Sanitising never lengthens a component.
+                let mut bytes = Vec::with_capacity(root_dir.len() + list.raw().len());
+                bytes.extend_from_slice(root_dir.as_bytes());
+                let orig = bytes.len();
+                let (plain, underscore) = self.append_components(&mut bytes, list)?;
+                if bytes.len() == orig {
+                    bytes.extend_from_slice(b"/_");
+                }
+                // The marker holds no '/': it is inside one component or inside the root.
+                if (!plain || underscore || root_underscore) && has_padding_marker(&bytes) {
+                    attrs.padding = true;
+                }
+                path = path::into_string(bytes);
+                // Components that went in as they were are read back from the path; others
+                // are kept as the inside of `l…e`, their encodings end to end.
+                let skip = orig + usize::from(orig > 0);
+                raw_path = match RawPath::in_path(skip).filter(|_| plain) {
+                    Some(in_path) => in_path,
+                    None => {
+                        let inner = list.raw().get(1..list.raw().len() - 1);
+                        RawPath::from_encoded(inner.unwrap_or_default())
+                    }
+                };
+            }
+            None if attrs.padding => {
+                path = format!(".pad/{size}");
+                raw_path = RawPath::default();
+            }
+            None => return Err(Error::MissingName),
+        }
+        let symlink = keys.symlink_path;
+        self.add_v1(out, symlink, attrs, size, mtime, path, raw_path)
+    }
+
+    /// Resolves a v1 file's symlink and adds it.
+    #[allow(clippy::too_many_arguments)]
+    fn add_v1(
+        &self,
+        out: &mut Layout,
+        symlink_path: Option<RawValue<'_>>,
+        mut attrs: FileAttributes,
+        size: u64,
+        mtime: i64,
+        path: String,
+        raw_path: RawPath,
+    ) -> Result<(), Error> {
         let mut symlink = String::new();
         if attrs.symlink {
-            match self.symlink_path(keys.symlink_path)? {
+            match self.symlink_path(symlink_path)? {
                 Some(s) => symlink = s,
                 None => attrs.symlink = false,
             }
@@ -594,7 +655,7 @@ impl Ctx<'_> {
         raw_path: RawPath,
     ) -> Result<(), Error> {
         let d = v.as_dict().ok_or(Error::FileParseFailed)?;
-        let keys = FileKeys::read(&d);
+        let keys = FileKeys::read_tape(&d);
         let attrs = keys.attributes();
         if attrs.padding {
             return Err(Error::InvalidPadFile);
@@ -673,7 +734,7 @@ impl Ctx<'_> {
             tessera_bencode::put_bytes(&mut raw, key);
             if leaf {
                 if let Some((_, f)) = sub.iter().next() {
-                    let raw_path = RawPath::from_encoded(Bytes::from(raw));
+                    let raw_path = RawPath::from_encoded(&raw);
                     self.v2_file(f, out, path, raw_path)?;
                 }
                 continue;
@@ -703,13 +764,16 @@ const PADDING_MARKER: &[u8] = b"_____padding_file_";
 fn has_padding_marker(path: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut words = path.chunks_exact(8);
-    let mut underscore = 0u64;
-    for w in &mut words {
-        let w = u64::from_le_bytes(<[u8; 8]>::try_from(w).unwrap_or([0; 8])) ^ (ONES * 0x5f);
-        underscore |= w.wrapping_sub(ONES) & !w & HIGH;
+    let under = |w: u64| {
+        let w = w ^ (ONES * 0x5f);
+        w.wrapping_sub(ONES) & !w & HIGH
+    };
+    // The whole words, then the last eight bytes (or fewer, padded with zeros).
+    let mut underscore = under(path::tail_word(path, 0));
+    for w in path.chunks_exact(8) {
+        underscore |= under(path::word(w));
     }
-    if underscore == 0 && !words.remainder().contains(&b'_') {
+    if underscore == 0 {
         return false;
     }
     path.windows(PADDING_MARKER.len())
@@ -886,7 +950,9 @@ fn parse_with(
     hasher: Option<HashThread<'_>>,
 ) -> Result<Metainfo, Error> {
     let decode = opts.decode_options();
-    let doc = decode.decode(data)?;
+    // The v1 file list is most of a torrent with many files, and each entry is read once:
+    // it is checked like the rest but left off the tape, and read from its encoding.
+    let doc = decode.decode_folded(data, &[b"info", b"files"])?;
     let root = doc.root().as_dict().ok_or(Error::NotADictionary)?;
     let info = root.get_dict(b"info").ok_or(Error::MissingInfo)?;
     let info_span = info.as_value().span();
@@ -938,7 +1004,7 @@ fn parse_with(
         return Err(Error::MissingPieceLength { piece_length: pl });
     }
     let piece_length = pl as u64;
-    let ctx = Ctx { opts, data };
+    let ctx = Ctx { opts };
 
     let name_val = string_pref(&info, b"name.utf-8", b"name").ok_or(Error::MissingName)?;
     let name_raw = name_val.as_bytes().unwrap_or_default();
@@ -969,14 +1035,15 @@ fn parse_with(
         match files_node {
             None => {
                 if has_v1 {
-                    ctx.v1_file(info.as_value(), target, "", true)?;
+                    ctx.v1_single_file(&info, target)?;
                     multifile = false;
                 }
             }
             Some(list) => {
                 target.reserve(list.len());
+                let root_underscore = name.contains('_');
                 for f in list.iter() {
-                    ctx.v1_file(f, target, &name, false)?;
+                    ctx.v1_file(RawValue::from(f), target, &name, root_underscore)?;
                 }
                 target.sanitize_symlinks();
                 multifile = true;

@@ -458,6 +458,80 @@ fn hostile_paths_stay_inside() {
     );
 }
 
+/// A v1 torrent named `name` whose files have these path lists (each one byte long).
+fn v1_with_paths(name: &str, paths: Vec<Value>) -> Vec<u8> {
+    let n = paths.len();
+    let files = paths
+        .into_iter()
+        .map(|p| dict(vec![("length", Value::Int(1)), ("path", p)]))
+        .collect();
+    let info = dict(vec![
+        ("name", s(name)),
+        ("piece length", Value::Int(16384)),
+        ("pieces", Value::Bytes(vec![0; 20 * n.div_ceil(16384)])),
+        ("files", Value::List(files)),
+    ]);
+    dict(vec![("info", info)]).to_bytes()
+}
+
+fn strs(parts: &[&str]) -> Value {
+    Value::List(parts.iter().map(|c| s(c)).collect())
+}
+
+#[test]
+fn raw_components_survive_sanitising_and_renaming() {
+    let bytes = v1_with_paths(
+        "root",
+        vec![
+            strs(&["dir", "a_b.txt"]),
+            strs(&["dir", "x_____padding_file_1"]),
+            strs(&["..", "evil", ""]),
+            strs(&["Dir", "A_B.txt"]),
+            strs(&["caf\u{e9}"]),
+        ],
+    );
+    let m = Metainfo::from_bytes(bytes).unwrap();
+    let got: Vec<(String, bool, Vec<Vec<u8>>)> = m
+        .files()
+        .iter()
+        .map(|f| (f.path.clone(), f.is_padding(), f.path_components()))
+        .collect();
+    let raw = |parts: &[&str]| parts.iter().map(|p| p.as_bytes().to_vec()).collect();
+    assert_eq!(
+        got,
+        [
+            ("root/dir/a_b.txt".into(), false, raw(&["dir", "a_b.txt"])),
+            (
+                "root/dir/x_____padding_file_1".into(),
+                true,
+                raw(&["dir", "x_____padding_file_1"])
+            ),
+            ("root/evil/_".into(), false, raw(&["..", "evil", ""])),
+            // Renamed as a duplicate: the raw components stay those of the torrent.
+            ("root/Dir/A_B.1.txt".into(), false, raw(&["Dir", "A_B.txt"])),
+            ("root/caf\u{e9}".into(), false, raw(&["caf\u{e9}"])),
+        ]
+    );
+    assert_eq!(m.files()[0], m.files()[0].clone());
+    assert_ne!(m.files()[0], m.files()[3]);
+}
+
+#[test]
+fn too_deep_wins_over_a_bad_component() {
+    let deep = |bad: usize, depth: usize| {
+        let parts = (0..depth)
+            .map(|i| if i == bad { Value::Int(1) } else { s("d") })
+            .collect();
+        Metainfo::from_bytes(v1_with_paths("t", vec![Value::List(parts)]))
+            .unwrap_err()
+            .reason_class()
+    };
+    assert_eq!(deep(0, 101), "torrent_directory_too_deep");
+    assert_eq!(deep(100, 101), "torrent_directory_too_deep");
+    assert_eq!(deep(0, 100), "torrent_invalid_name");
+    assert_eq!(deep(99, 100), "torrent_invalid_name");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 

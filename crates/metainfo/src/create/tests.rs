@@ -486,3 +486,37 @@ fn non_utf8_names_are_rejected() {
         Err(CreateError::NonUtf8Path { .. })
     ));
 }
+
+#[test]
+fn reading_ahead_on_another_thread_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root_path = dir.path().join("tree");
+    sample_tree(&root_path);
+    // Several chunks per job, and files that end inside a chunk.
+    fs::write(root_path.join("big"), data(3 * 1024 * KIB + 4_321, 9)).unwrap();
+    fs::write(root_path.join("mid"), data(PREFETCH_CHUNK + 17, 8)).unwrap();
+    let content = scan(&root_path).unwrap();
+    let total: u64 = content.files.iter().map(|f| f.len).sum();
+    for version in [TorrentVersion::V1, TorrentVersion::Hybrid] {
+        let layout = Layout::new(&content, 16 * 1024, version).unwrap();
+        for threads in [1, 3] {
+            let done = Arc::new(AtomicU64::new(0));
+            let seen = done.clone();
+            let count = move |d: u64, _: u64| {
+                seen.fetch_max(d, Ordering::Relaxed);
+            };
+            let plain = hash_all(&content, &layout, threads, false, total, None).unwrap();
+            let ahead = hash_all(&content, &layout, threads, true, total, Some(&count)).unwrap();
+            assert_eq!(plain.v1, ahead.v1, "{version} {threads}");
+            assert_eq!(plain.v2, ahead.v2, "{version} {threads}");
+            assert_eq!(done.load(Ordering::Relaxed), total);
+        }
+    }
+    // A file that shrank after the scan is an error either way.
+    fs::write(root_path.join("big"), data(1024 * KIB, 9)).unwrap();
+    let layout = Layout::new(&content, 16 * 1024, TorrentVersion::V1).unwrap();
+    for prefetch in [false, true] {
+        let err = hash_all(&content, &layout, 1, prefetch, total, None).unwrap_err();
+        assert!(matches!(err, CreateError::FileChanged { .. }), "{err}");
+    }
+}
