@@ -40,13 +40,26 @@ pub enum StoreError {
         /// Which rule it breaks.
         reason: &'static str,
     },
-    /// The operating system refuses the name (too long, invalid characters or encoding).
-    #[error("{}: the file system rejects this name: {reason}", path.display())]
+    /// The file system cannot take the name: a name or path too long, a NUL byte, invalid
+    /// characters or encoding, or (with
+    /// [`FileBackendOptions::portable`](crate::FileBackendOptions::portable)) a name Windows
+    /// refuses, such as `CON` or `aux.txt`.
+    #[error("{}: the file system cannot take this name: {reason}", path.display())]
     InvalidFileName {
         /// The full path that was refused.
         path: PathBuf,
         /// The operating system's reason.
         reason: String,
+    },
+
+    /// A directory or file on the way to a file, inside the download directory, is a symbolic
+    /// link. The store never follows one there: it could point anywhere outside.
+    #[error("{}: {} is a symbolic link, which the store does not follow", path.display(), link.display())]
+    SymlinkInPath {
+        /// The file that was to be opened.
+        path: PathBuf,
+        /// The symbolic link found on the way (the file itself, or one of its directories).
+        link: PathBuf,
     },
 
     // --- The disk ---

@@ -4,24 +4,45 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::backend::{check_padding_write, check_range, Backend, FileState};
 use crate::error::StoreError;
 use crate::layout::Layout;
-use crate::path::safe_join;
+use crate::path::{name_problem, safe_join, O_NOFOLLOW};
 
 /// Settings for a [`FileBackend`].
+///
+/// Build it from [`Default`] and change the fields you need
+/// (`FileBackendOptions { preallocate: true, ..FileBackendOptions::default() }`), so that
+/// options added later keep their defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileBackendOptions {
-    /// Write zeros over the whole of each file when it is created, so that later writes cannot
-    /// fail for lack of space. Off by default: files are created sparse, at their full length.
+    /// Reserve the disk space of each file when it is first opened for writing, so that later
+    /// writes cannot fail for lack of space. Off by default: files are created sparse, at their
+    /// full length (`File::set_len`), and take space only as blocks arrive.
+    ///
+    /// The standard library has no `fallocate`, and this crate uses neither `unsafe` nor the C
+    /// library, so the space is reserved the way the C library's `posix_fallocate` does on
+    /// file systems without `fallocate`: every block of the file that reads as zeros (a hole,
+    /// or not yet written) is written with zeros, and blocks holding data are left alone.
+    /// That costs one pass of writes over the file's free part, the first time it is opened
+    /// for writing (by this backend); a file whose blocks are all allocated is skipped. On
+    /// file systems that compress or deduplicate zeros (btrfs or ZFS with compression), or
+    /// copy on write, this cannot guarantee the space, as `fallocate` cannot there either.
     pub preallocate: bool,
     /// How many open file handles the cache keeps (at least one is kept). Handles in use by a
     /// read or write that is under way stay open until it ends, even once evicted.
     pub max_open_files: usize,
+    /// Refuse, with [`StoreError::InvalidFileName`], file names that Windows cannot take
+    /// whatever the OS this runs on (reserved device names such as `CON`, `aux.txt` or `COM1`,
+    /// the characters `< > : " \ | ? *`, names ending in a space or a dot), so that a download
+    /// can be moved to any system. Off by default; names the local OS refuses (a name longer
+    /// than 255 bytes, a NUL byte, a path longer than the OS takes) are always refused.
+    pub portable: bool,
 }
 
 impl Default for FileBackendOptions {
@@ -29,6 +50,7 @@ impl Default for FileBackendOptions {
         FileBackendOptions {
             preallocate: false,
             max_open_files: 128,
+            portable: false,
         }
     }
 }
@@ -38,8 +60,16 @@ impl Default for FileBackendOptions {
 struct DiskFile {
     /// Where it lives; `None` for padding, which never touches the disk.
     path: Option<PathBuf>,
+    /// The path relative to the download directory, as the layout gives it.
+    relative: String,
     /// Its length in the torrent.
     length: u64,
+    /// Held while the file is opened (created, sized, preallocated), so that no other thread
+    /// gets a handle on it before it is ready.
+    opening: Mutex<()>,
+    /// Its space was reserved (with [`FileBackendOptions::preallocate`]): not done again when
+    /// it is reopened after its handle was evicted.
+    reserved: AtomicBool,
 }
 
 /// An open handle in the cache.
@@ -63,8 +93,26 @@ struct HandleCache {
 /// the handle cache's lock is held only to look up or insert a handle, never during I/O. Files
 /// and their directories are created on the first write (or [`Backend::set_len`]); padding
 /// files are never created.
+///
+/// # Path safety
+/// Every path stays inside the download directory ([`safe_join`]), and nothing inside it is
+/// followed if it is a symbolic link: before a file is opened, each directory from the
+/// download directory down and the file itself are checked with `symlink_metadata`, and the
+/// file is opened with `O_NOFOLLOW`, so a link planted there (to `~/.bashrc`, or a directory
+/// link to `/etc`) gives [`StoreError::SymlinkInPath`] instead of a write outside. (The
+/// download directory itself may be a link: it is the caller's choice.) Directories are
+/// created one at a time, never through a link. Only a process that can write into the
+/// download directory and swaps a checked directory for a link between the check and the
+/// open could still redirect a file; the standard library offers no `openat` to close that.
+///
+/// Names the file system cannot take are refused up front with
+/// [`StoreError::InvalidFileName`], naming the file and why ([`invalid_names`] lists them
+/// all at once).
+///
+/// [`invalid_names`]: FileBackend::invalid_names
 #[derive(Debug)]
 pub struct FileBackend {
+    base: PathBuf,
     files: Vec<DiskFile>,
     opts: FileBackendOptions,
     cache: Mutex<HandleCache>,
@@ -92,11 +140,15 @@ impl FileBackend {
                 };
                 Ok(DiskFile {
                     path,
+                    relative: f.path.clone(),
                     length: f.length,
+                    opening: Mutex::new(()),
+                    reserved: AtomicBool::new(false),
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(FileBackend {
+            base: download_dir.to_path_buf(),
             files,
             opts,
             cache: Mutex::new(HandleCache::default()),
@@ -119,6 +171,17 @@ impl FileBackend {
         self.lock().open.clear();
     }
 
+    /// A [`StoreError::InvalidFileName`] for every file whose name the file system cannot take
+    /// (or, with [`portable`](FileBackendOptions::portable), Windows), in layout order. Those
+    /// files fail every write; a caller can list them before the download starts, or skip
+    /// them. Empty when every name is fine.
+    pub fn invalid_names(&self) -> Vec<StoreError> {
+        self.files
+            .iter()
+            .filter_map(|df| self.check_name(df).err())
+            .collect()
+    }
+
     fn lock(&self) -> MutexGuard<'_, HandleCache> {
         // The cache is a plain map; a panic elsewhere cannot leave it inconsistent.
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
@@ -128,31 +191,60 @@ impl FileBackend {
         self.files.get(file).ok_or(StoreError::NoSuchFile { file })
     }
 
+    /// [`StoreError::InvalidFileName`] if the file system cannot take `df`'s name.
+    fn check_name(&self, df: &DiskFile) -> Result<(), StoreError> {
+        let Some(path) = df.path.as_deref() else {
+            return Ok(());
+        };
+        let base_len = self.base.as_os_str().len();
+        match name_problem(&df.relative, base_len, self.opts.portable) {
+            None => Ok(()),
+            Some(reason) => Err(StoreError::InvalidFileName {
+                path: path.to_path_buf(),
+                reason,
+            }),
+        }
+    }
+
+    /// A handle from the cache: any for reading, a writable one for writing.
+    fn cached(&self, file: usize, write: bool) -> Option<Arc<File>> {
+        let mut cache = self.lock();
+        cache.clock = cache.clock.wrapping_add(1);
+        let now = cache.clock;
+        let c = cache.open.get_mut(&file)?;
+        if c.writable || !write {
+            c.last_used = now;
+            return Some(Arc::clone(&c.file));
+        }
+        None
+    }
+
     /// A handle on `file` (which must not be padding), from the cache or newly opened. For
     /// reading, `None` if the file does not exist; for writing, the file is created.
     fn handle(&self, file: usize, write: bool) -> Result<Option<Arc<File>>, StoreError> {
-        {
-            let mut cache = self.lock();
-            cache.clock = cache.clock.wrapping_add(1);
-            let now = cache.clock;
-            if let Some(c) = cache.open.get_mut(&file) {
-                if c.writable || !write {
-                    c.last_used = now;
-                    return Ok(Some(Arc::clone(&c.file)));
-                }
-            }
+        if let Some(h) = self.cached(file, write) {
+            return Ok(Some(h));
         }
         let df = self.disk_file(file)?;
         let Some(path) = df.path.as_deref() else {
             return Err(StoreError::NoSuchFile { file });
         };
+        // One thread at a time opens a given file; the others then find its handle cached.
+        let _opening = df.opening.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(h) = self.cached(file, write) {
+            return Ok(Some(h));
+        }
         let opened = if write {
-            open_for_write(path, df.length, self.opts.preallocate)?
+            let f = self.open_for_write(df, path)?;
+            if self.opts.preallocate && !df.reserved.load(Ordering::Acquire) {
+                reserve(&f, df.length).map_err(|e| io_error(path, e))?;
+                df.reserved.store(true, Ordering::Release);
+            }
+            f
         } else {
-            match OpenOptions::new().read(true).open(path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(open_error(path, e)),
+            match self.open_for_read(df, path)? {
+                Some(f) => f,
+                None => return Ok(None),
             }
         };
         let handle = Arc::new(opened);
@@ -184,53 +276,224 @@ impl FileBackend {
         }
         Ok(Some(handle))
     }
-}
 
-/// Opens `path` for reading and writing, creating it and its directories if needed. A file
-/// this call creates gets its full `length`: sparse, or written with zeros if `preallocate`.
-fn open_for_write(path: &Path, length: u64, preallocate: bool) -> Result<File, StoreError> {
-    let rw = || OpenOptions::new().read(true).write(true).open(path);
-    match rw() {
-        Ok(f) => return Ok(f),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(open_error(path, e)),
-    }
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(|e| open_error(parent, e))?;
-    }
-    // `create_new`: of two threads creating the file at once, only one sizes it.
-    let f = match OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            return rw().map_err(|e| open_error(path, e))
+    /// Checks the directories between the download directory and `path`, from the top down:
+    /// none may be a symbolic link. With `create`, missing ones are created (the download
+    /// directory itself with all its parents); without, `Ok(false)` if one is missing.
+    fn check_dirs(&self, path: &Path, create: bool) -> Result<bool, StoreError> {
+        if create {
+            fs::create_dir_all(&self.base).map_err(|e| open_error(&self.base, e))?;
         }
-        Err(e) => return Err(open_error(path, e)),
-    };
-    if preallocate {
-        fill_zeros(&f, length).map_err(|e| io_error(path, e))?;
-    } else {
-        f.set_len(length).map_err(|e| io_error(path, e))?;
+        // `path` is `base` joined with plain components (see `safe_join`).
+        let rel = path.strip_prefix(&self.base).unwrap_or(path);
+        let mut dir = self.base.clone();
+        let mut parts = rel.components().peekable();
+        while let Some(part) = parts.next() {
+            if parts.peek().is_none() {
+                break; // the file itself
+            }
+            if !matches!(part, Component::Normal(_)) {
+                return Err(io_error(
+                    path,
+                    io::Error::other("unexpected path component"),
+                ));
+            }
+            dir.push(part);
+            // Twice at most: a directory another thread created between our look and our
+            // `create_dir` is looked at again.
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                match fs::symlink_metadata(&dir) {
+                    Ok(m) if m.file_type().is_symlink() => {
+                        return Err(StoreError::SymlinkInPath {
+                            path: path.to_path_buf(),
+                            link: dir,
+                        })
+                    }
+                    Ok(m) if m.is_dir() => break,
+                    Ok(_) => {
+                        return Err(io_error(&dir, io::ErrorKind::NotADirectory.into()));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        if !create {
+                            return Ok(false);
+                        }
+                        match fs::create_dir(&dir) {
+                            Ok(()) => break,
+                            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 2 => {}
+                            Err(e) => return Err(open_error(&dir, e)),
+                        }
+                    }
+                    Err(e) => return Err(open_error(&dir, e)),
+                }
+            }
+        }
+        Ok(true)
     }
-    Ok(f)
+
+    /// Opens `path` for reading; `None` if it (or a directory on the way) does not exist.
+    fn open_for_read(&self, df: &DiskFile, path: &Path) -> Result<Option<File>, StoreError> {
+        if self.check_name(df).is_err() {
+            // The file system cannot hold the file, or we refuse to create it: it is not there.
+            return Ok(None);
+        }
+        if !self.check_dirs(path, false)? || !check_not_special(path)? {
+            return Ok(None);
+        }
+        match OpenOptions::new()
+            .read(true)
+            .custom_flags(O_NOFOLLOW)
+            .open(path)
+        {
+            Ok(f) => check_opened(f, path).map(Some),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(refused(path, e)),
+        }
+    }
+
+    /// Opens `path` for reading and writing, creating it and its directories if needed. A file
+    /// this call creates gets its full length, sparse.
+    fn open_for_write(&self, df: &DiskFile, path: &Path) -> Result<File, StoreError> {
+        self.check_name(df)?;
+        self.check_dirs(path, true)?;
+        check_not_special(path)?;
+        let rw = || {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(O_NOFOLLOW)
+                .open(path)
+        };
+        match rw() {
+            Ok(f) => return check_opened(f, path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(refused(path, e)),
+        }
+        // `create_new` (O_EXCL) never follows a link, not even a dangling one; and of two
+        // backends creating the file at once, only one sizes it.
+        let f = match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .custom_flags(O_NOFOLLOW)
+            .open(path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return match rw() {
+                    Ok(f) => check_opened(f, path),
+                    Err(e) => Err(refused(path, e)),
+                }
+            }
+            Err(e) => return Err(refused(path, e)),
+        };
+        f.set_len(df.length).map_err(|e| io_error(path, e))?;
+        Ok(f)
+    }
 }
 
-/// Writes `length` zero bytes from the start of `f`.
-fn fill_zeros(f: &File, length: u64) -> io::Result<()> {
-    const CHUNK: u64 = 1 << 20;
-    let zeros = vec![0u8; 1 << 20];
+/// Looks at what is at `path` before it is opened: `Ok(false)` if nothing, `Ok(true)` for a
+/// regular file, [`StoreError::SymlinkInPath`] for a link, an error for anything else (a FIFO
+/// someone put there would block the open until it had a writer).
+fn check_not_special(path: &Path) -> Result<bool, StoreError> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(StoreError::SymlinkInPath {
+            path: path.to_path_buf(),
+            link: path.to_path_buf(),
+        }),
+        Ok(m) if m.is_file() => Ok(true),
+        Ok(_) => Err(io_error(path, io::Error::other("not a regular file"))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(open_error(path, e)),
+    }
+}
+
+/// Checks that what was opened at `path` is a regular file (not a directory, a FIFO or a
+/// device someone put there).
+fn check_opened(f: File, path: &Path) -> Result<File, StoreError> {
+    match f.metadata() {
+        Ok(m) if m.is_file() => Ok(f),
+        Ok(_) => Err(io_error(path, io::Error::other("not a regular file"))),
+        Err(e) => Err(io_error(path, e)),
+    }
+}
+
+/// Maps an error from opening `path`: [`StoreError::SymlinkInPath`] if `path` is a link that
+/// `O_NOFOLLOW` refused (`ELOOP` on Linux, other codes elsewhere, so the link is looked at
+/// rather than the code).
+fn refused(path: &Path, e: io::Error) -> StoreError {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => StoreError::SymlinkInPath {
+            path: path.to_path_buf(),
+            link: path.to_path_buf(),
+        },
+        _ => open_error(path, e),
+    }
+}
+
+/// Reserves the disk space of the first `length` bytes of `f` without changing what they
+/// read as: every block that reads as zeros (a hole, or past the end) is written with zeros.
+/// This is what the C library's `posix_fallocate` falls back to where the file system has no
+/// `fallocate`. Skipped if the file already has as many blocks allocated as its length needs.
+fn reserve(f: &File, length: u64) -> io::Result<()> {
+    const CHUNK: usize = 1 << 20;
+    let meta = f.metadata()?;
+    // The allocation unit: the file system's block size, within reason.
+    let block = usize::try_from(meta.blksize())
+        .unwrap_or(4096)
+        .clamp(512, CHUNK);
+    let block64 = block as u64;
+    let needed = length.div_ceil(block64).saturating_mul(block64);
+    if meta.blocks().saturating_mul(512) >= needed {
+        return Ok(());
+    }
+    let zeros = vec![0u8; CHUNK];
+    let mut buf = vec![0u8; CHUNK];
     let mut at = 0u64;
     while at < length {
-        let n = (length - at).min(CHUNK);
-        let n_usize = usize::try_from(n).unwrap_or(0);
-        f.write_all_at(zeros.get(..n_usize).unwrap_or_default(), at)?;
-        at += n;
+        let n = usize::try_from((length - at).min(CHUNK as u64)).unwrap_or(CHUNK);
+        let chunk = buf.get_mut(..n).unwrap_or_default();
+        let got = read_up_to(f, chunk, at)?;
+        // What was not read lies past the end of the file: zeros to be written.
+        chunk.get_mut(got..).unwrap_or_default().fill(0);
+        // Write each run of all-zero blocks as one write.
+        let mut run: Option<usize> = None;
+        let mut i = 0usize;
+        while i < n {
+            let end = i.saturating_add(block).min(n);
+            if chunk
+                .get(i..end)
+                .unwrap_or_default()
+                .iter()
+                .all(|&b| b == 0)
+            {
+                run.get_or_insert(i);
+            } else if let Some(s) = run.take() {
+                f.write_all_at(zeros.get(..i - s).unwrap_or_default(), at + s as u64)?;
+            }
+            i = end;
+        }
+        if let Some(s) = run {
+            f.write_all_at(zeros.get(..n - s).unwrap_or_default(), at + s as u64)?;
+        }
+        at += n as u64;
     }
     Ok(())
+}
+
+/// Reads into `buf` from `offset` until it is full or the file ends; returns the bytes read.
+fn read_up_to(f: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut got = 0usize;
+    while let Some(rest) = buf.get_mut(got..).filter(|r| !r.is_empty()) {
+        match f.read_at(rest, offset + got as u64) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
 }
 
 /// True for the errors with which the operating system refuses a name.
@@ -319,11 +582,20 @@ impl Backend for FileBackend {
                 mtime_ns: None,
             }));
         };
-        let meta = match fs::metadata(path) {
+        if self.check_name(df).is_err() || !self.check_dirs(path, false)? {
+            return Ok(None);
+        }
+        let meta = match fs::symlink_metadata(path) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_error(path, e)),
         };
+        if meta.file_type().is_symlink() {
+            return Err(StoreError::SymlinkInPath {
+                path: path.to_path_buf(),
+                link: path.to_path_buf(),
+            });
+        }
         if !meta.is_file() {
             return Err(io_error(path, io::Error::other("not a regular file")));
         }

@@ -5,7 +5,10 @@ use crate::resume::ResumeData;
 
 /// Decodes `data` as a resume record. The first four bytes choose the torrent shape the record
 /// is checked against (piece count and file count, both kept small); the rest is the record.
-/// A record that decodes must encode to bytes that decode to the same record.
+/// A record that decodes must have the torrent's shape (one file state, and one priority if it
+/// records priorities, per file), be the canonical encoding of itself, and encode to bytes that
+/// decode to the same record; without its priorities it must still round-trip (the form older
+/// records have).
 pub fn resume_decode(data: &[u8]) {
     let (shape, record) = data.split_at(data.len().min(4));
     let mut s = [0u8; 4];
@@ -17,11 +20,25 @@ pub fn resume_decode(data: &[u8]) {
     let Ok(decoded) = ResumeData::decode(record, num_pieces, num_files) else {
         return;
     };
-    let again = ResumeData::decode(&decoded.encode(), num_pieces, num_files);
-    #[allow(clippy::panic)]
-    match again {
-        Ok(again) => assert_eq!(again, decoded, "resume record changed on a round trip"),
-        Err(e) => panic!("a re-encoded resume record fails to decode: {e}"),
+    assert_eq!(
+        decoded.files.len(),
+        num_files,
+        "wrong number of file states"
+    );
+    assert_eq!(decoded.verified.len(), num_pieces, "wrong number of pieces");
+    if let Some(p) = &decoded.priorities {
+        assert_eq!(p.len(), num_files, "wrong number of priorities");
+    }
+    assert_eq!(decoded.encode(), record, "accepted a non-canonical record");
+    let mut older = decoded.clone();
+    older.priorities = None;
+    for record in [decoded, older] {
+        let again = ResumeData::decode(&record.encode(), num_pieces, num_files);
+        #[allow(clippy::panic)]
+        match again {
+            Ok(again) => assert_eq!(again, record, "resume record changed on a round trip"),
+            Err(e) => panic!("a re-encoded resume record fails to decode: {e}"),
+        }
     }
 }
 

@@ -182,7 +182,7 @@ impl Layout {
     }
 
     /// Offset of `piece` in the stream (no check against the piece count).
-    fn piece_start(&self, piece: u32) -> u64 {
+    pub(crate) fn piece_start(&self, piece: u32) -> u64 {
         u64::from(piece).saturating_mul(self.piece_length)
     }
 
@@ -277,6 +277,23 @@ impl Layout {
             }
         };
         Ok(Spans {
+            layout: self,
+            pos,
+            end,
+            next,
+        })
+    }
+
+    /// The file runs that make up `len` bytes of the stream at `pos`, across pieces (and the
+    /// padding between v2 pieces); `None` if the range passes the end of the stream.
+    pub(crate) fn stream_spans(&self, pos: u64, len: u64) -> Option<Spans<'_>> {
+        let end = pos.checked_add(len).filter(|&e| e <= self.total_length)?;
+        let next = if len == 0 {
+            self.nonempty.len()
+        } else {
+            self.nonempty_index_at(pos)?
+        };
+        Some(Spans {
             layout: self,
             pos,
             end,

@@ -53,6 +53,17 @@
 //! # }
 //! ```
 //!
+//! ## Verification
+//!
+//! [`Verifier`] checks whole pieces against the v1 and v2 hashes ([`PieceHasher`] as blocks
+//! arrive, in any order), and single v2 blocks against their file's `pieces root` or piece
+//! hash with the uncle hashes a peer sent ([`Verifier::verify_block_proof`],
+//! [`verify_block_proof`]), so a bad block is refused before its piece is complete. A v2
+//! torrent from a magnet link gets its piece layers from peers later: [`PieceLayers`] takes
+//! each after checking it against the file's root, and [`Verifier::with_piece_layers`] uses
+//! them. [`recheck`] (or [`recheck_with`] and such a verifier) verifies what is on disk on
+//! every core.
+//!
 //! ## Partial downloads
 //!
 //! [`Priorities`] gives each file a [`FilePriority`]; a piece is wanted unless every file it
@@ -65,6 +76,7 @@
 
 mod backend;
 mod bitfield;
+mod block;
 mod error;
 mod file_backend;
 pub mod fuzzing;
@@ -73,6 +85,7 @@ mod memory;
 mod part_file;
 mod partial;
 mod path;
+mod piece_layers;
 mod priority;
 mod recheck;
 mod resume;
@@ -81,6 +94,7 @@ mod verify;
 
 pub use backend::{Backend, FileState};
 pub use bitfield::{Bitfield, BitfieldError};
+pub use block::{block_proof_len, verify_block_in_piece, verify_block_proof, BlockError};
 pub use error::StoreError;
 pub use file_backend::{FileBackend, FileBackendOptions};
 pub use layout::{FileSpan, Layout, LayoutFile, Spans, BLOCK_SIZE};
@@ -88,8 +102,9 @@ pub use memory::MemoryBackend;
 pub use part_file::{PartFile, PartFileError, PartStatus, PART_FILE_VERSION};
 pub use partial::PartialBackend;
 pub use path::safe_join;
+pub use piece_layers::{PieceLayerError, PieceLayers};
 pub use priority::{FilePriority, Priorities};
-pub use recheck::{recheck, RecheckOptions, RecheckReport};
+pub use recheck::{recheck, recheck_with, RecheckOptions, RecheckReport};
 pub use resume::{
     load_resume, read_resume, save_resume, ResumeData, ResumeError, ResumeState, ResumeStatus,
     ResumeWriter, RESUME_VERSION,

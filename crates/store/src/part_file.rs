@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -16,6 +16,7 @@ use thiserror::Error;
 
 use crate::error::StoreError;
 use crate::layout::Layout;
+use crate::path::O_NOFOLLOW;
 
 /// The index format version written, and the only one read.
 pub const PART_FILE_VERSION: i64 = 1;
@@ -241,7 +242,11 @@ impl PartFile {
 
     /// Reads the index from disk: `Ok(None)` if there is no file.
     fn load(&self) -> Result<Option<Index>, PartFileError> {
-        let f = match File::open(&self.path) {
+        let f = match OpenOptions::new()
+            .read(true)
+            .custom_flags(O_NOFOLLOW)
+            .open(&self.path)
+        {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => {
@@ -404,8 +409,10 @@ impl PartFile {
         }
         // Read-write even for a read: the handle is cached for the writes that follow. Opening
         // happens once, so holding the lock for it does not serialise data I/O.
+        // The part file sits in the download directory: never write through a link planted
+        // there under its name.
         let mut o = OpenOptions::new();
-        o.read(true).write(true);
+        o.read(true).write(true).custom_flags(O_NOFOLLOW);
         if write {
             o.create(true).truncate(h.truncate);
         }

@@ -71,6 +71,11 @@ impl Priorities {
         self.files.is_empty()
     }
 
+    /// Every file's priority, in layout order.
+    pub fn as_slice(&self) -> &[FilePriority] {
+        &self.files
+    }
+
     /// The priority of `file` (`None` for an unknown index).
     pub fn get(&self, file: usize) -> Option<FilePriority> {
         self.files.get(file).copied()

@@ -1,5 +1,6 @@
 //! Resume data: which pieces were verified, and the size and mtime of each file at that time,
-//! so a restart trusts those pieces without reading them again.
+//! so a restart trusts those pieces without reading them again; and the download priority the
+//! user gave each file.
 //!
 //! The ordering contract, kept by [`ResumeWriter`]: the data of a piece is synced to disk
 //! (`Backend::sync` of each of its files) before a resume record that marks it complete is
@@ -13,12 +14,19 @@
 //! d 8:checksum 32:<SHA-256 of the same dictionary without "checksum">
 //!   5:files l (d 3:len i..e [5:mtime i<ns>e] e | le) ... e     (le: the file was absent)
 //!   7:info-v1 20:<v1 info hash>   7:info-v2 32:<v2 info hash>   (those the torrent has)
-//!   6:pieces i<number of pieces>e   8:verified <bitfield>   7:version i1e e
+//!   6:pieces i<number of pieces>e
+//!   [10:priorities <one byte per file: 0 skip, 1 low, 2 normal, 3 high>]
+//!   8:verified <bitfield>   7:version i1e e
 //! ```
+//!
+//! `priorities` is optional: records written before it existed (or by a caller that does not
+//! set priorities) leave it out, decode with [`ResumeData::priorities`] `None`, and re-encode
+//! to the same bytes, so they keep their checksum and stay canonical.
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -30,6 +38,7 @@ use crate::backend::{Backend, FileState};
 use crate::bitfield::{Bitfield, BitfieldError};
 use crate::error::StoreError;
 use crate::layout::Layout;
+use crate::priority::{FilePriority, Priorities};
 
 /// The format version written, and the only one read.
 pub const RESUME_VERSION: i64 = 1;
@@ -113,6 +122,11 @@ pub struct ResumeData {
     /// Per file in layout order: its size and mtime, `None` if it was absent (padding files
     /// are always `None`).
     pub files: Vec<Option<FileState>>,
+    /// Per file in layout order: the download priority the user chose (padding files have
+    /// one too, ignored). `None` when the record carries none (records written before
+    /// priorities were saved, or never given any): every file keeps its default then. When
+    /// present it has exactly one entry per file.
+    pub priorities: Option<Vec<FilePriority>>,
 }
 
 impl ResumeData {
@@ -122,7 +136,27 @@ impl ResumeData {
             info_hash: meta.info_hashes(),
             verified: Bitfield::new(layout.num_pieces()),
             files: vec![None; layout.files().len()],
+            priorities: None,
         }
+    }
+
+    /// The recorded priorities as a [`Priorities`] for `layout`, or `None` if the record
+    /// carries none or has a different number of files.
+    pub fn priorities_for(&self, layout: &Layout) -> Option<Priorities> {
+        let recorded = self.priorities.as_ref()?;
+        let mut p = Priorities::new(layout);
+        if recorded.len() != p.len() {
+            return None;
+        }
+        for (i, &prio) in recorded.iter().enumerate() {
+            p.set(i, prio);
+        }
+        Some(p)
+    }
+
+    /// Records `priorities` (one per file of the layout the record is for).
+    pub fn set_priorities(&mut self, priorities: &Priorities) {
+        self.priorities = Some(priorities.as_slice().to_vec());
     }
 
     /// The canonical encoding, checksum included.
@@ -163,6 +197,10 @@ impl ResumeData {
             d.entry_with(b"info-v2", |o| put_bytes(o, &h.0));
         }
         d.entry_with(b"pieces", |o| put_int(o, i64::from(self.verified.len())));
+        if let Some(p) = &self.priorities {
+            let bytes: Vec<u8> = p.iter().map(|p| p.as_u8()).collect();
+            d.entry_with(b"priorities", |o| put_bytes(o, &bytes));
+        }
         d.entry_with(b"verified", |o| put_bytes(o, &self.verified.to_bytes()));
         d.entry_with(b"version", |o| put_int(o, RESUME_VERSION));
         let mut out = Vec::new();
@@ -246,10 +284,27 @@ impl ResumeData {
                 files.push(Some(file_state(&fd)?));
             }
         }
+        let priorities = match root.get(b"priorities") {
+            Some(v) => {
+                let bytes =
+                    v.as_bytes()
+                        .filter(|b| b.len() == num_files)
+                        .ok_or(ResumeError::Field {
+                            field: "priorities",
+                        })?;
+                let parsed: Option<Vec<FilePriority>> =
+                    bytes.iter().map(|&b| FilePriority::from_u8(b)).collect();
+                Some(parsed.ok_or(ResumeError::Field {
+                    field: "priorities",
+                })?)
+            }
+            None => None,
+        };
         let data_out = ResumeData {
             info_hash: InfoHashes { v1, v2 },
             verified,
             files,
+            priorities,
         };
         let sum = root
             .get_bytes(b"checksum")
@@ -266,10 +321,11 @@ impl ResumeData {
 
     /// Largest encoding of a record for `num_pieces` pieces and `num_files` files.
     pub fn max_encoded_len(num_pieces: u32, num_files: usize) -> u64 {
-        // Fixed keys and hashes, the bitfield, and per file `d3:leni<20>e5:mtimei<20>ee`.
+        // Fixed keys and hashes, the bitfield, per file `d3:leni<20>e5:mtimei<20>ee` and a
+        // priority byte.
         512u64
             .saturating_add(u64::from(num_pieces).div_ceil(8))
-            .saturating_add((num_files as u64).saturating_mul(64))
+            .saturating_add((num_files as u64).saturating_mul(65))
     }
 }
 
@@ -308,7 +364,14 @@ pub fn save_resume(path: &Path, data: &ResumeData) -> Result<(), ResumeError> {
         move |source| ResumeError::Io { path: p, source }
     };
     {
-        let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
+        // Not through a link someone left under the temporary name.
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(crate::path::O_NOFOLLOW)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
         f.write_all(&bytes).map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;
     }
@@ -391,6 +454,9 @@ pub struct ResumeState {
     pub to_recheck: Vec<u32>,
     /// The record as read, if it was usable.
     pub data: Option<ResumeData>,
+    /// The per-file priorities the record carries, for the layout; `None` if it carries none
+    /// (an older record) or was not usable: the caller keeps its defaults then.
+    pub priorities: Option<Priorities>,
     /// Whether a record was found and used. When it was not, nothing is trusted and the
     /// caller decides between a full recheck and a fresh download.
     pub status: ResumeStatus,
@@ -410,6 +476,7 @@ pub fn load_resume<B: Backend + ?Sized>(
         verified: Bitfield::new(layout.num_pieces()),
         to_recheck: Vec::new(),
         data: None,
+        priorities: None,
         status,
     };
     let data = match read_resume(path, meta, layout) {
@@ -445,9 +512,11 @@ pub fn load_resume<B: Backend + ?Sized>(
             to_recheck.push(piece);
         }
     }
+    let priorities = data.priorities_for(layout);
     ResumeState {
         verified,
         to_recheck,
+        priorities,
         data: Some(data),
         status: ResumeStatus::Loaded,
     }
@@ -460,6 +529,8 @@ pub struct ResumeWriter {
     path: PathBuf,
     data: ResumeData,
     pending: BTreeSet<u32>,
+    /// Priorities set since the last commit.
+    pending_priorities: Option<Vec<FilePriority>>,
 }
 
 impl ResumeWriter {
@@ -470,6 +541,7 @@ impl ResumeWriter {
             path: path.into(),
             data,
             pending: BTreeSet::new(),
+            pending_priorities: None,
         }
     }
 
@@ -491,13 +563,26 @@ impl ResumeWriter {
         }
     }
 
+    /// Notes the per-file priorities to record at the next [`commit`](Self::commit) (which
+    /// then writes a record even if no piece is pending). Returns false, and notes nothing,
+    /// if `priorities` is for a layout with another number of files than the record.
+    pub fn set_priorities(&mut self, priorities: &Priorities) -> bool {
+        if priorities.len() != self.data.files.len() {
+            return false;
+        }
+        let p = priorities.as_slice();
+        self.pending_priorities = (self.data.priorities.as_deref() != Some(p)).then(|| p.to_vec());
+        true
+    }
+
     /// Number of pieces noted but not yet committed.
     pub fn pending(&self) -> usize {
         self.pending.len()
     }
 
     /// Syncs the files of every pending piece, reads the state of every file, and then writes
-    /// the record atomically. Nothing is written if nothing is pending.
+    /// the record atomically, with the priorities last set. Nothing is written if no piece is
+    /// pending and the priorities did not change.
     ///
     /// # Errors
     /// A sync, stat or write error. The pending pieces stay pending and the previous record
@@ -507,7 +592,7 @@ impl ResumeWriter {
         layout: &Layout,
         backend: &B,
     ) -> Result<(), ResumeError> {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.pending_priorities.is_none() {
             return Ok(());
         }
         let mut touched = BTreeSet::new();
@@ -534,9 +619,13 @@ impl ResumeWriter {
         for &piece in &self.pending {
             next.verified.set(piece, true);
         }
+        if let Some(p) = &self.pending_priorities {
+            next.priorities = Some(p.clone());
+        }
         save_resume(&self.path, &next)?;
         self.data = next;
         self.pending.clear();
+        self.pending_priorities = None;
         Ok(())
     }
 }
@@ -660,6 +749,95 @@ mod tests {
             load_resume(&path, &meta, &layout, &mem).status,
             ResumeStatus::Rejected(ResumeError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn priorities_round_trip_and_records_without_them_still_load() {
+        for version in [TorrentVersion::V1, TorrentVersion::Hybrid] {
+            let (_dir, meta, layout) = fixture(version);
+            let n = layout.files().len();
+            let pieces = layout.num_pieces();
+
+            // A record as written before priorities existed: no key, same bytes as before.
+            let old = sample(&meta, &layout);
+            let old_bytes = old.encode();
+            assert!(!old_bytes.windows(10).any(|w| w == b"priorities"));
+            let back = ResumeData::decode(&old_bytes, pieces, n).unwrap();
+            assert_eq!(back.priorities, None);
+            assert_eq!(back.priorities_for(&layout), None);
+
+            let mut with = old.clone();
+            let mut prios = Priorities::new(&layout);
+            prios.set(0, FilePriority::Skip);
+            prios.set(n - 1, FilePriority::High);
+            with.set_priorities(&prios);
+            let bytes = with.encode();
+            let back = ResumeData::decode(&bytes, pieces, n).unwrap();
+            assert_eq!(back, with);
+            assert_eq!(back.priorities_for(&layout), Some(prios.clone()));
+            assert!(bytes.len() as u64 <= ResumeData::max_encoded_len(pieces, n));
+            for i in 0..bytes.len() {
+                let mut bad = bytes.clone();
+                bad[i] ^= 0x04;
+                assert!(ResumeData::decode(&bad, pieces, n).is_err(), "flip at {i}");
+            }
+
+            // Out-of-range priority values and the wrong count are refused by name.
+            let key = format!("10:priorities{n}:").into_bytes();
+            let at = bytes.windows(key.len()).position(|w| w == key).unwrap();
+            for bad in [vec![4u8; n], vec![2u8; n + 1], vec![2u8; n - 1]] {
+                let mut forged = bytes[..at].to_vec();
+                forged.extend_from_slice(format!("10:priorities{}:", bad.len()).as_bytes());
+                forged.extend_from_slice(&bad);
+                forged.extend_from_slice(&bytes[at + key.len() + n..]);
+                assert!(matches!(
+                    ResumeData::decode(&forged, pieces, n),
+                    Err(ResumeError::Field {
+                        field: "priorities"
+                    })
+                ));
+            }
+        }
+    }
+
+    #[test]
+    fn writer_records_priorities_and_load_returns_them() {
+        let (dir, meta, layout) = fixture(TorrentVersion::V1);
+        let mem = MemoryBackend::new(&layout);
+        let path = dir.path().join("resume");
+        let mut w = ResumeWriter::new(&path, ResumeData::new(&meta, &layout));
+        let prios = Priorities::new(&layout).with(1, FilePriority::Skip);
+        assert!(w.set_priorities(&prios));
+        assert_eq!(w.pending(), 0);
+        // Priorities alone are worth a record.
+        w.commit(&layout, &mem).unwrap();
+        let state = load_resume(&path, &meta, &layout, &mem);
+        assert!(matches!(state.status, ResumeStatus::Loaded));
+        assert_eq!(state.priorities, Some(prios.clone()));
+        assert_eq!(state.verified.count(), 0);
+
+        // Unchanged priorities write nothing; pieces keep the priorities recorded.
+        assert!(w.set_priorities(&prios));
+        std::fs::remove_file(&path).unwrap();
+        w.commit(&layout, &mem).unwrap();
+        assert!(!path.exists());
+        mem.write_at(0, 0, &vec![7u8; 70_000]).unwrap();
+        w.mark_verified(0);
+        w.commit(&layout, &mem).unwrap();
+        let state = load_resume(&path, &meta, &layout, &mem);
+        assert_eq!(state.priorities, Some(prios));
+        assert!(state.verified.get(0));
+
+        // Priorities for another layout are not taken.
+        let (_d2, _other, other_layout) = fixture(TorrentVersion::Hybrid);
+        assert_ne!(other_layout.files().len(), layout.files().len());
+        assert!(!w.set_priorities(&Priorities::new(&other_layout)));
+
+        // A record without priorities loads with none.
+        save_resume(&path, &ResumeData::new(&meta, &layout)).unwrap();
+        let state = load_resume(&path, &meta, &layout, &mem);
+        assert!(matches!(state.status, ResumeStatus::Loaded));
+        assert_eq!(state.priorities, None);
     }
 
     proptest::proptest! {

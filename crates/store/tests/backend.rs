@@ -277,6 +277,267 @@ fn handle_cache_stays_bounded() {
     assert_eq!(b.open_handles(), 0);
 }
 
+/// Bytes the file system has allocated for the file at `path`.
+fn allocated(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).unwrap().blocks() * 512
+}
+
+#[test]
+fn preallocation_reserves_the_space_and_sparse_files_do_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let len = 4 << 20;
+    let meta = hand_made(&[b"big.bin"], len);
+    let layout = Layout::new(&meta).unwrap();
+
+    let sparse = FileBackend::new(
+        &tmp.path().join("sparse"),
+        &layout,
+        FileBackendOptions::default(),
+    )
+    .unwrap();
+    sparse.write_at(0, 1 << 20, &[7u8; 16_384]).unwrap();
+    let path = sparse.path(0).unwrap().to_path_buf();
+    assert_eq!(fs::metadata(&path).unwrap().len(), len as u64);
+    assert!(
+        allocated(&path) < 1 << 20,
+        "sparse file took {} bytes",
+        allocated(&path)
+    );
+
+    let opts = FileBackendOptions {
+        preallocate: true,
+        ..FileBackendOptions::default()
+    };
+    let full = FileBackend::new(&tmp.path().join("full"), &layout, opts).unwrap();
+    full.write_at(0, 1 << 20, &[7u8; 16_384]).unwrap();
+    let path = full.path(0).unwrap().to_path_buf();
+    assert_eq!(fs::metadata(&path).unwrap().len(), len as u64);
+    assert!(
+        allocated(&path) >= len as u64,
+        "only {} bytes reserved",
+        allocated(&path)
+    );
+    let mut back = vec![0u8; 16_384];
+    full.read_at(0, 1 << 20, &mut back).unwrap();
+    assert_eq!(back, [7u8; 16_384]);
+}
+
+#[test]
+fn preallocation_fills_the_holes_of_an_existing_file_and_keeps_its_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let len = 3 << 20;
+    let meta = hand_made(&[b"part.bin"], len);
+    let layout = Layout::new(&meta).unwrap();
+    let dir = tmp.path().join("dl");
+    // An earlier sparse session wrote a few blocks, then ended (or was killed).
+    {
+        let sparse = FileBackend::new(&dir, &layout, FileBackendOptions::default()).unwrap();
+        sparse.write_at(0, 0, &content(16_384, 1)).unwrap();
+        sparse.write_at(0, 2 << 20, &content(5_000, 2)).unwrap();
+        sparse.sync(0).unwrap();
+    }
+    let path = dir.join("t/part.bin");
+    assert!(allocated(&path) < 1 << 20);
+    let opts = FileBackendOptions {
+        preallocate: true,
+        ..FileBackendOptions::default()
+    };
+    let b = FileBackend::new(&dir, &layout, opts).unwrap();
+    b.write_at(0, 1 << 20, b"new").unwrap();
+    assert!(
+        allocated(&path) >= len as u64,
+        "only {} bytes reserved",
+        allocated(&path)
+    );
+    let data = fs::read(&path).unwrap();
+    assert_eq!(data.len(), len as usize);
+    assert_eq!(&data[..16_384], &content(16_384, 1)[..]);
+    assert_eq!(&data[2 << 20..(2 << 20) + 5_000], &content(5_000, 2)[..]);
+    assert_eq!(&data[1 << 20..(1 << 20) + 3], b"new");
+    let zeros = data.iter().filter(|&&x| x == 0).count();
+    assert!(zeros > len as usize - 30_000);
+}
+
+/// A download directory with a symbolic link planted in it, and a victim file outside.
+struct Planted {
+    _tmp: tempfile::TempDir,
+    dl: std::path::PathBuf,
+    outside: std::path::PathBuf,
+    layout: Layout,
+}
+
+const VICTIM: &[u8] = b"precious data outside the download directory";
+
+fn planted() -> Planted {
+    let tmp = tempfile::tempdir().unwrap();
+    let meta = torrent(tmp.path(), 2, 3000);
+    let layout = Layout::new(&meta).unwrap();
+    let dl = tmp.path().join("dl");
+    let outside = tmp.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    fs::write(outside.join("victim"), VICTIM).unwrap();
+    Planted {
+        _tmp: tmp,
+        dl,
+        outside,
+        layout,
+    }
+}
+
+fn assert_victim_untouched(p: &Planted) {
+    assert_eq!(fs::read(p.outside.join("victim")).unwrap(), VICTIM);
+    let names: Vec<_> = fs::read_dir(&p.outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["victim"], "something was created outside");
+}
+
+#[test]
+fn a_symlinked_file_in_the_download_dir_is_never_written_through() {
+    let p = planted();
+    // dl/t/f00 -> ../../outside/victim
+    fs::create_dir_all(p.dl.join("t")).unwrap();
+    std::os::unix::fs::symlink(p.outside.join("victim"), p.dl.join("t/f00")).unwrap();
+    let b = FileBackend::new(&p.dl, &p.layout, FileBackendOptions::default()).unwrap();
+    let refused = |r: Result<(), StoreError>| match r {
+        Err(StoreError::SymlinkInPath { path, link }) => {
+            assert_eq!(path, p.dl.join("t/f00"));
+            assert_eq!(link, p.dl.join("t/f00"));
+        }
+        other => panic!("expected SymlinkInPath, got {other:?}"),
+    };
+    refused(b.write_at(0, 0, b"evil"));
+    refused(b.set_len(0, 0));
+    refused(b.read_at(0, 0, &mut [0u8; 4]));
+    refused(b.file_state(0).map(|_| ()));
+    refused(write_block(&b, &p.layout, 0, 0, &[1u8; 100]));
+    let msg = b.write_at(0, 0, b"evil").unwrap_err().to_string();
+    assert!(msg.contains("symbolic link"), "{msg}");
+    assert_victim_untouched(&p);
+    // The other file is fine.
+    let other = p.layout.files().iter().rposition(|f| !f.padding).unwrap();
+    b.write_at(other, 0, b"ok").unwrap();
+    assert_victim_untouched(&p);
+
+    // Also with preallocation (which reads and writes the whole file) and a dangling link
+    // (which a plain create would follow).
+    fs::remove_file(p.dl.join("t/f00")).unwrap();
+    std::os::unix::fs::symlink(p.outside.join("new"), p.dl.join("t/f00")).unwrap();
+    let opts = FileBackendOptions {
+        preallocate: true,
+        ..FileBackendOptions::default()
+    };
+    let b = FileBackend::new(&p.dl, &p.layout, opts).unwrap();
+    assert!(matches!(
+        b.write_at(0, 0, b"evil"),
+        Err(StoreError::SymlinkInPath { .. })
+    ));
+    assert_victim_untouched(&p);
+}
+
+#[test]
+fn a_symlinked_directory_in_the_download_dir_is_never_written_through() {
+    let p = planted();
+    // dl/t -> outside: f00 would land in outside/f00.
+    fs::create_dir_all(&p.dl).unwrap();
+    std::os::unix::fs::symlink(&p.outside, p.dl.join("t")).unwrap();
+    let b = FileBackend::new(&p.dl, &p.layout, FileBackendOptions::default()).unwrap();
+    for file in [
+        0,
+        p.layout.files().iter().rposition(|f| !f.padding).unwrap(),
+    ] {
+        match b.write_at(file, 0, b"evil") {
+            Err(StoreError::SymlinkInPath { link, .. }) => assert_eq!(link, p.dl.join("t")),
+            other => panic!("expected SymlinkInPath, got {other:?}"),
+        }
+        assert!(matches!(
+            b.read_at(file, 0, &mut [0u8; 4]),
+            Err(StoreError::SymlinkInPath { .. })
+        ));
+    }
+    assert_victim_untouched(&p);
+
+    // The download directory itself may be a link: that is the user's choice.
+    let real = p.outside.join("real-dl");
+    fs::create_dir(&real).unwrap();
+    let linked = p.dl.join("via-link");
+    std::os::unix::fs::symlink(&real, &linked).unwrap();
+    let b = FileBackend::new(&linked, &p.layout, FileBackendOptions::default()).unwrap();
+    b.write_at(0, 0, b"fine").unwrap();
+    assert_eq!(&fs::read(real.join("t/f00")).unwrap()[..4], b"fine");
+}
+
+#[test]
+fn a_fifo_in_the_download_dir_is_refused_without_blocking() {
+    let p = planted();
+    fs::create_dir_all(p.dl.join("t")).unwrap();
+    let fifo = p.dl.join("t/f00");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("mkfifo not available; skipped");
+        return;
+    }
+    let b = Arc::new(FileBackend::new(&p.dl, &p.layout, FileBackendOptions::default()).unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let b2 = Arc::clone(&b);
+    std::thread::spawn(move || {
+        let read = b2.read_at(0, 0, &mut [0u8; 4]);
+        let write = b2.write_at(0, 0, b"x");
+        let _ = tx.send((read, write));
+    });
+    let (read, write) = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("opening a FIFO blocked");
+    assert!(matches!(read, Err(StoreError::Io { .. })), "{read:?}");
+    assert!(matches!(write, Err(StoreError::Io { .. })), "{write:?}");
+}
+
+#[test]
+fn portable_names_refuse_what_windows_cannot_take() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (path, len) in [
+        (&[&b"CON"[..]][..], 10),
+        (&[&b"aux.txt"[..]][..], 10),
+        (&[&b"dir"[..], &b"com1.tar.gz"[..]][..], 10),
+        (&[&b"LPT9"[..], &b"inner"[..]][..], 10),
+        (&[&b"what?.txt"[..]][..], 10),
+    ] {
+        let meta = hand_made(path, len);
+        let layout = Layout::new(&meta).unwrap();
+        let dir = tmp.path().join("p");
+        let opts = FileBackendOptions {
+            portable: true,
+            ..FileBackendOptions::default()
+        };
+        let b = FileBackend::new(&dir, &layout, opts).unwrap();
+        let expected = b.path(0).unwrap().to_path_buf();
+        match b.write_at(0, 0, b"x") {
+            Err(StoreError::InvalidFileName { path, reason }) => {
+                assert_eq!(path, expected);
+                assert!(reason.contains("Windows"), "{reason}");
+            }
+            other => panic!("{path:?}: expected InvalidFileName, got {other:?}"),
+        }
+        let listed = b.invalid_names();
+        assert_eq!(listed.len(), 1);
+        assert!(listed[0].to_string().contains(&*expected.to_string_lossy()));
+        // Never created, so it reads as missing.
+        assert!(matches!(
+            b.read_at(0, 0, &mut [0u8; 1]),
+            Err(StoreError::Missing { .. })
+        ));
+        assert!(!expected.exists());
+        // Without `portable`, Linux takes these names.
+        let b = FileBackend::new(&dir, &layout, FileBackendOptions::default()).unwrap();
+        assert!(b.invalid_names().is_empty());
+        b.write_at(0, 0, b"x").unwrap();
+        assert!(expected.exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
 #[test]
 fn preallocated_files_are_full_length() {
     let tmp = tempfile::tempdir().unwrap();
@@ -309,27 +570,38 @@ fn many_threads_write_one_backend() {
         .map(|p| read_piece(&src, &layout, p).unwrap())
         .collect();
     let pieces = Arc::new(pieces);
-    let opts = FileBackendOptions {
-        max_open_files: 2,
-        ..FileBackendOptions::default()
-    };
-    let b = Arc::new(FileBackend::new(&tmp.path().join("out"), &layout, opts).unwrap());
-    let threads: Vec<_> = (0..4u32)
-        .map(|t| {
-            let (b, layout, pieces) = (Arc::clone(&b), Arc::clone(&layout), Arc::clone(&pieces));
-            std::thread::spawn(move || {
-                for p in (t..layout.num_pieces()).step_by(4) {
-                    write_block(&*b, &layout, p, 0, &pieces[p as usize]).unwrap();
-                }
+    // With preallocation too: a thread reserving a file's space must never zero blocks that
+    // another thread has written meanwhile.
+    for (round, preallocate) in [false, true].into_iter().enumerate() {
+        let opts = FileBackendOptions {
+            max_open_files: 2,
+            preallocate,
+            ..FileBackendOptions::default()
+        };
+        let out = tmp.path().join(format!("out{round}"));
+        let b = Arc::new(FileBackend::new(&out, &layout, opts).unwrap());
+        let threads: Vec<_> = (0..4u32)
+            .map(|t| {
+                let (b, layout, pieces) =
+                    (Arc::clone(&b), Arc::clone(&layout), Arc::clone(&pieces));
+                std::thread::spawn(move || {
+                    for p in (t..layout.num_pieces()).step_by(4) {
+                        write_block(&*b, &layout, p, 0, &pieces[p as usize]).unwrap();
+                    }
+                })
             })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
-    for p in 0..layout.num_pieces() {
-        let data = read_piece(&*b, &layout, p).unwrap();
-        let h = meta.piece_hash_v1(p as usize).unwrap();
-        assert_eq!(Sha1::digest(&data).as_slice(), h.0.as_slice(), "piece {p}");
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        for p in 0..layout.num_pieces() {
+            let data = read_piece(&*b, &layout, p).unwrap();
+            let h = meta.piece_hash_v1(p as usize).unwrap();
+            assert_eq!(
+                Sha1::digest(&data).as_slice(),
+                h.0.as_slice(),
+                "piece {p}, preallocate {preallocate}"
+            );
+        }
     }
 }

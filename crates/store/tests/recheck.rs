@@ -174,3 +174,56 @@ fn empty_store_is_all_missing() {
     assert_eq!(report.missing.len(), layout.num_pieces() as usize);
     assert!(report.missing.windows(2).all(|w| w[0] < w[1]));
 }
+
+/// Pieces of 1 MiB, four times a read chunk: each is read and hashed a chunk at a time, and
+/// a flipped byte, a short file and a file absent still land on exactly the right pieces.
+#[test]
+fn large_pieces_are_hashed_in_parts() {
+    const BIG: u64 = 1 << 20;
+    for version in VERSIONS {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("big");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("a.bin"), bytes(11, 3 * BIG as usize + 12_345)).unwrap();
+        std::fs::write(root.join("b.bin"), bytes(12, 40_000)).unwrap();
+        std::fs::write(root.join("c.bin"), bytes(13, 2 * BIG as usize + 1)).unwrap();
+        let t = TorrentBuilder::new(&root)
+            .version(version)
+            .piece_length(BIG)
+            .build()
+            .unwrap();
+        let meta = Metainfo::from_bytes(t.bytes).unwrap();
+        let layout = Layout::new(&meta).unwrap();
+        let disk = FileBackend::new(dir.path(), &layout, FileBackendOptions::default()).unwrap();
+        let report = recheck(&meta, &layout, &disk, &opts(2)).unwrap();
+        assert!(report.verified.is_full(), "{version}: {:?}", report.failed);
+
+        // A byte flipped in the third chunk of a's second piece.
+        let a = file_index(&layout, "a.bin");
+        let a_path = dir.path().join(&layout.files()[a].path);
+        let mut data = std::fs::read(&a_path).unwrap();
+        let at = BIG + 600_000;
+        data[at as usize] ^= 1;
+        std::fs::write(&a_path, &data).unwrap();
+        // c cut short in its second piece.
+        let c = file_index(&layout, "c.bin");
+        let c_path = dir.path().join(&layout.files()[c].path);
+        let c_data = std::fs::read(&c_path).unwrap();
+        std::fs::write(&c_path, &c_data[..BIG as usize + 300_000]).unwrap();
+
+        for threads in [1, 2, 5] {
+            let report = recheck(&meta, &layout, &disk, &opts(threads)).unwrap();
+            let failed: Vec<u32> = report.failed.iter().map(|(p, _)| *p).collect();
+            let a_piece = u32::try_from((layout.files()[a].offset + at) / BIG).unwrap();
+            assert_eq!(failed, [a_piece], "{version}");
+            let first_short =
+                u32::try_from((layout.files()[c].offset + BIG + 300_000) / BIG).unwrap();
+            let missing: Vec<u32> = (first_short..layout.file_pieces(c).end).collect();
+            assert_eq!(report.missing, missing, "{version}");
+            assert_eq!(
+                report.verified.count() as usize,
+                layout.num_pieces() as usize - 1 - missing.len()
+            );
+        }
+    }
+}
