@@ -21,9 +21,7 @@ use std::time::{Duration, Instant};
 
 use tessera::metainfo::{Magnet, Metainfo, TorrentBuilder, TorrentVersion};
 use tessera::store::{recheck, Bitfield, FileBackend, FileBackendOptions, Layout, RecheckOptions};
-use tessera::swarm::driver::{
-    default_resume_path, open_dir, Driver, DriverConfig, DriverError, OpenStorage, Storage,
-};
+use tessera::swarm::driver::{default_resume_path, open_dir, Driver, DriverConfig, Storage};
 use tessera::swarm::{Session, SessionConfig};
 
 /// Sample content: (relative path, length). Odd sizes on purpose, so that the hybrid torrent
@@ -254,13 +252,11 @@ fn start(
         SessionConfig::default(),
         Instant::now(),
     )?;
-    let mut storage = Some(storage);
-    let open: OpenStorage = Box::new(move |_, _| {
-        storage
-            .take()
-            .ok_or_else(|| DriverError::Io(std::io::Error::other("storage opened twice")))
-    });
-    Ok(Driver::start(session, open, DriverConfig::default())?)
+    Ok(Driver::start(
+        session,
+        storage.into_opener(),
+        DriverConfig::default(),
+    )?)
 }
 
 fn main() -> ExitCode {

@@ -146,16 +146,7 @@ async fn run(args: Args) -> Result<(), String> {
                 open_dir(&meta, &layout, &out, Some(&resume), false).map_err(|e| e.to_string())?;
             println!("have {}/{} pieces", have.count(), have.len());
             let session = Session::new(meta, &have, config, now).map_err(|e| e.to_string())?;
-            let mut storage = Some(storage);
-            let open: tessera::swarm::driver::OpenStorage =
-                Box::new(move |_: &Arc<Metainfo>, _: &Arc<Layout>| {
-                    storage.take().ok_or_else(|| {
-                        tessera::swarm::driver::DriverError::Io(std::io::Error::other(
-                            "storage opened twice",
-                        ))
-                    })
-                });
-            (session, open)
+            (session, storage.into_opener())
         };
 
     let driver =

@@ -90,19 +90,8 @@ async fn run(args: Args) -> Result<(), String> {
     let mut config = SessionConfig::default();
     config.listen_port = Some(args.listen.port());
     let session = Session::new(meta, &have, config, Instant::now()).map_err(|e| e.to_string())?;
-    let mut storage = Some(storage);
-    let driver = Driver::start(
-        session,
-        Box::new(move |_, _| {
-            storage.take().ok_or_else(|| {
-                tessera::swarm::driver::DriverError::Io(std::io::Error::other(
-                    "storage opened twice",
-                ))
-            })
-        }),
-        DriverConfig::default(),
-    )
-    .map_err(|e| e.to_string())?;
+    let driver = Driver::start(session, storage.into_opener(), DriverConfig::default())
+        .map_err(|e| e.to_string())?;
     let local = driver
         .listen(args.listen)
         .await

@@ -40,6 +40,19 @@ impl std::fmt::Debug for Storage {
     }
 }
 
+impl Storage {
+    /// An [`OpenStorage`] that hands over this storage, already opened for a torrent known
+    /// in advance (a .torrent file rather than a magnet link).
+    pub fn into_opener(self) -> OpenStorage {
+        let mut storage = Some(self);
+        Box::new(move |_, _| {
+            storage
+                .take()
+                .ok_or_else(|| DriverError::Io(std::io::Error::other("storage opened twice")))
+        })
+    }
+}
+
 /// Opens the storage for a torrent (called once, as soon as the torrent is known: at once for
 /// a .torrent file, after the metadata exchange for a magnet link).
 pub type OpenStorage =

@@ -40,41 +40,57 @@ fn layers_above(piece_layer: &[Sha256Hash], h: u32, file_blocks: u64) -> Vec<Vec
     layers
 }
 
-/// Answers a request for piece-layer hashes of one of `meta`'s files, with the uncles that
-/// prove them. `None` if we cannot (an unknown root, a request below the piece layer, or a
-/// malformed request): the caller sends a hash reject.
-pub(crate) fn answer(meta: &Metainfo, req: &HashRequest) -> Option<Hashes> {
-    let h = piece_layer_height(meta.piece_length());
-    if req.base_layer != h {
-        return None;
-    }
-    let (index, file) = meta
-        .files()
-        .iter()
-        .enumerate()
-        .find(|(_, f)| f.pieces_root == Some(req.pieces_root))?;
-    let layer = meta.piece_layer(index)?;
-    let blocks = block_count(file.length);
-    validate_hash_request(req, blocks, h).ok()?;
-    let layers = layers_above(layer, h, blocks);
-    let start = req.index as usize;
-    let base = layers
-        .first()?
-        .get(start..start.checked_add(req.length as usize)?)?;
-    let sub = req.length.ilog2() as usize;
-    let mut node = start >> sub;
-    let mut proof = Vec::new();
-    for l in layers.iter().skip(sub) {
-        if l.len() <= 1 {
-            break;
+/// The merkle trees above each file's piece layer, built once per file on first request so
+/// that answering a hash request costs its size, not a tree rebuild (a peer could otherwise
+/// make us hash a whole piece layer per 49-byte request).
+#[derive(Debug, Default)]
+pub(crate) struct AnswerCache {
+    /// Pieces root → (file blocks, layers from the piece layer up).
+    trees: std::collections::HashMap<Sha256Hash, (u64, Vec<Vec<Sha256Hash>>)>,
+}
+
+impl AnswerCache {
+    /// Answers a request for piece-layer hashes of one of `meta`'s files, with the uncles
+    /// that prove them. `None` if we cannot (an unknown root, a request below the piece
+    /// layer, or a malformed request): the caller sends a hash reject.
+    pub(crate) fn answer(&mut self, meta: &Metainfo, req: &HashRequest) -> Option<Hashes> {
+        let h = piece_layer_height(meta.piece_length());
+        if req.base_layer != h {
+            return None;
         }
-        proof.push(*l.get(node ^ 1)?);
-        node >>= 1;
+        let (blocks, layers) = match self.trees.entry(req.pieces_root) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let (index, file) = meta
+                    .files()
+                    .iter()
+                    .enumerate()
+                    .find(|(_, f)| f.pieces_root == Some(req.pieces_root))?;
+                let layer = meta.piece_layer(index)?;
+                let blocks = block_count(file.length);
+                e.insert((blocks, layers_above(layer, h, blocks)))
+            }
+        };
+        validate_hash_request(req, *blocks, h).ok()?;
+        let start = req.index as usize;
+        let base = layers
+            .first()?
+            .get(start..start.checked_add(req.length as usize)?)?;
+        let sub = req.length.ilog2() as usize;
+        let mut node = start >> sub;
+        let mut proof = Vec::new();
+        for l in layers.iter().skip(sub) {
+            if l.len() <= 1 {
+                break;
+            }
+            proof.push(*l.get(node ^ 1)?);
+            node >>= 1;
+        }
+        let uncles = uncle_count(req) as usize;
+        let mut all = base.to_vec();
+        all.extend(proof.into_iter().take(uncles));
+        Some(Hashes::from_hashes(*req, &all))
     }
-    let uncles = uncle_count(req) as usize;
-    let mut all = base.to_vec();
-    all.extend(proof.into_iter().take(uncles));
-    Some(Hashes::from_hashes(*req, &all))
 }
 
 /// One file whose piece layer we still need.
@@ -258,7 +274,9 @@ mod tests {
             "all outstanding"
         );
         for req in &reqs {
-            let hashes = answer(&full, req).unwrap_or_else(|| panic!("no answer for {req:?}"));
+            let hashes = AnswerCache::default()
+                .answer(&full, req)
+                .unwrap_or_else(|| panic!("no answer for {req:?}"));
             assert!(fetch.on_hashes(&hashes), "{req:?}");
         }
         let rebuilt = Metainfo::from_bytes(fetch.finish().unwrap_or_else(|| panic!("incomplete")))
@@ -278,7 +296,9 @@ mod tests {
         let bare = Metainfo::from_bytes(t.freeze()).unwrap_or_else(|e| panic!("{e}"));
         let mut fetch = LayerFetch::new(&bare, info).unwrap_or_else(|| panic!("needs layers"));
         let req = fetch.next_requests(PeerKey(1), Instant::now(), 1)[0];
-        let good = answer(&full, &req).unwrap_or_else(|| panic!("no answer"));
+        let good = AnswerCache::default()
+            .answer(&full, &req)
+            .unwrap_or_else(|| panic!("no answer"));
         let mut forged: Vec<Sha256Hash> = good.iter().collect();
         forged[0] = Sha256Hash([1; 32]);
         assert!(!fetch.on_hashes(&Hashes::from_hashes(req, &forged)));
@@ -296,6 +316,6 @@ mod tests {
             length: 8,
             proof_layers: 0,
         };
-        assert!(answer(&full, &req).is_none());
+        assert!(AnswerCache::default().answer(&full, &req).is_none());
     }
 }

@@ -18,7 +18,7 @@ use crate::choker::{ChokeCandidate, Choker, UnchokeHook};
 use crate::config::SessionConfig;
 use crate::error::SwarmError;
 use crate::event::{DisconnectReason, Event};
-use crate::hashes::{self, LayerFetch};
+use crate::hashes::{AnswerCache, LayerFetch};
 use crate::metadata::{MetadataFetch, MetadataProgress};
 use crate::peer::{read_key, Counted, OutRequest, Peer};
 use crate::picker::{BlockRef, PiecePicker, BLOCK_LEN};
@@ -81,6 +81,8 @@ struct Torrent {
     /// Piece buffers handed back by the driver, reused so that a download does not fault in
     /// fresh memory for every piece.
     spare: Vec<Vec<u8>>,
+    /// Trees for answering hash requests, built on first use.
+    answers: AnswerCache,
     verifying: BTreeSet<u32>,
     decoder: MessageDecoder,
 }
@@ -110,6 +112,7 @@ impl Torrent {
             buffers: HashMap::new(),
             buffered: 0,
             spare: Vec::new(),
+            answers: AnswerCache::default(),
             verifying: BTreeSet::new(),
             decoder: MessageDecoder::new(limits),
         })
@@ -866,8 +869,8 @@ impl Session {
             Message::HashRequest(req) => {
                 // Piece-layer hashes come from the torrent; leaf hashes would need the file's
                 // whole tree, which we do not keep: those are rejected.
-                let reply = match &self.torrent {
-                    Some(t) => hashes::answer(&t.meta, &req).map(Message::Hashes),
+                let reply = match &mut self.torrent {
+                    Some(t) => t.answers.answer(&t.meta, &req).map(Message::Hashes),
                     None => None,
                 };
                 p.push(&reply.unwrap_or(Message::HashReject(req)), now);

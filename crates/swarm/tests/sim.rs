@@ -20,18 +20,10 @@ use tessera_store::{
 };
 use tessera_swarm::{Direction, DisconnectReason, Event, PeerKey, Session, SessionConfig};
 
-fn sample(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+#[allow(unreachable_pub)]
+#[path = "../../store/tests/support/mod.rs"]
+mod support;
+use support::bytes as sample;
 
 /// A multi-file torrent over files in `dir`.
 fn make_torrent(dir: &Path, version: TorrentVersion, piece_length: u64) -> Arc<Metainfo> {
