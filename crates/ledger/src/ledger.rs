@@ -1,0 +1,776 @@
+//! The ledger state machine: genesis, transaction execution, blocks, and the ABCI++-shaped
+//! lifecycle (`check_tx`, `prepare_proposal`, `process_proposal`, `finalize_block`, `commit`).
+
+use std::thread;
+
+use serde::{Deserialize, Serialize};
+
+use crate::block::{receipts_root, tx_root, Block, BlockHeader, Receipt, Status};
+use crate::codec::{decode_canonical, encode};
+use crate::crypto::{Address, Hash};
+use crate::engine::{Context, Contract, Env, Params};
+use crate::error::{BlockError, ContractError, DecodeError, SignatureError, TxError};
+use crate::gas::GasMeter;
+use crate::state::{account_key, Account, Journal, State};
+use crate::tx::SignedTransaction;
+
+/// Largest encoded genesis, in bytes.
+pub const MAX_GENESIS_LEN: usize = 256 * 1024 * 1024;
+
+/// The first state of a chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Genesis {
+    /// The chain id every transaction and cheque must carry.
+    pub chain_id: u64,
+    /// Time of the genesis block (ms since the Unix epoch).
+    pub time_ms: u64,
+    /// Chain parameters.
+    pub params: Params,
+    /// Initial balances. Their sum is the total supply, fixed for ever.
+    pub accounts: Vec<(Address, u64)>,
+}
+
+impl Genesis {
+    /// Canonical encoding.
+    ///
+    /// # Errors
+    /// [`DecodeError::Invalid`] if a number is out of range.
+    pub fn encode(&self) -> Result<Vec<u8>, DecodeError> {
+        encode("genesis", self)
+    }
+
+    /// Decodes a genesis.
+    ///
+    /// # Errors
+    /// [`DecodeError`] for anything but a canonical genesis.
+    pub fn decode(bytes: &[u8]) -> Result<Genesis, DecodeError> {
+        decode_canonical("genesis", bytes, MAX_GENESIS_LEN)
+    }
+
+    /// The total supply.
+    pub fn supply(&self) -> u128 {
+        self.accounts.iter().map(|(_, b)| u128::from(*b)).sum()
+    }
+}
+
+/// Whether a block's signatures were already checked (by the mempool that supplied them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signatures {
+    /// Check every signature (in parallel) before applying: blocks from elsewhere, replay.
+    Verify,
+    /// The caller verified them all already.
+    AlreadyVerified,
+}
+
+/// A block built by [`Ledger::propose`].
+#[derive(Clone, Debug)]
+pub struct Proposal {
+    /// The block, executed and awaiting [`Ledger::commit`].
+    pub block: Block,
+    /// One receipt per transaction in the block.
+    pub receipts: Vec<Receipt>,
+    /// Candidates left out: their hash, sender, and why.
+    pub rejected: Vec<(Hash, Address, TxError)>,
+}
+
+/// The outcome of executing one transaction.
+#[derive(Clone, Debug)]
+pub struct TxOutcome {
+    /// The receipt.
+    pub receipt: Receipt,
+    /// The typed error of a failed call (the receipt carries its text).
+    pub error: Option<ContractError>,
+}
+
+struct Pending {
+    header: BlockHeader,
+    undo: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+/// The ledger: state, head and contracts.
+pub struct Ledger {
+    chain_id: u64,
+    params: Params,
+    supply: u128,
+    contracts: Vec<Box<dyn Contract>>,
+    state: State,
+    head: BlockHeader,
+    pending: Option<Pending>,
+    undo: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("chain_id", &self.chain_id)
+            .field("height", &self.head.height)
+            .field("state_root", &self.head.state_root)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ledger {
+    /// The ledger at genesis, running `contracts` (usually [`crate::contracts::native`]).
+    ///
+    /// # Errors
+    /// [`BlockError::Header`] if the supply exceeds `i64::MAX` or an account appears twice.
+    pub fn from_genesis(
+        genesis: &Genesis,
+        contracts: Vec<Box<dyn Contract>>,
+    ) -> Result<Ledger, BlockError> {
+        let supply = genesis.supply();
+        if supply > i64::MAX as u128 {
+            return Err(BlockError::Header("genesis supply above 2^63 - 1"));
+        }
+        let mut entries = Vec::with_capacity(genesis.accounts.len());
+        for (address, balance) in &genesis.accounts {
+            let account = Account {
+                balance: *balance,
+                nonce: 0,
+            };
+            entries.push((account_key(address).to_vec(), account.encode().to_vec()));
+        }
+        entries.sort();
+        if entries
+            .windows(2)
+            .any(|w| matches!(w, [a, b] if a.0 == b.0))
+        {
+            return Err(BlockError::Header("genesis lists an account twice"));
+        }
+        let mut state = State::from_entries(entries);
+        let head = BlockHeader {
+            chain_id: genesis.chain_id,
+            height: 0,
+            parent: Hash::ZERO,
+            time_ms: genesis.time_ms,
+            proposer: Address::default(),
+            tx_root: Hash::ZERO,
+            receipts_root: Hash::ZERO,
+            state_root: state.root(),
+        };
+        Ok(Ledger {
+            chain_id: genesis.chain_id,
+            params: genesis.params.clone(),
+            supply,
+            contracts,
+            state,
+            head,
+            pending: None,
+            undo: Vec::new(),
+        })
+    }
+
+    /// The ledger restored from a snapshot of `state` taken at `head` (see
+    /// [`Ledger::snapshot`]); the state root is recomputed and must match the header.
+    ///
+    /// # Errors
+    /// [`BlockError::RootMismatch`] if the snapshot's state does not hash to the header's root.
+    pub fn restore(
+        genesis: &Genesis,
+        contracts: Vec<Box<dyn Contract>>,
+        snapshot: Snapshot,
+    ) -> Result<Ledger, BlockError> {
+        let mut state = State::from_entries(snapshot.entries);
+        let computed = state.root();
+        if computed != snapshot.head.state_root {
+            return Err(BlockError::RootMismatch {
+                which: "snapshot state",
+                header: snapshot.head.state_root,
+                computed,
+            });
+        }
+        Ok(Ledger {
+            chain_id: genesis.chain_id,
+            params: genesis.params.clone(),
+            supply: genesis.supply(),
+            contracts,
+            state,
+            head: snapshot.head,
+            pending: None,
+            undo: Vec::new(),
+        })
+    }
+
+    /// A snapshot of the committed state and head.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            head: self.head.clone(),
+            entries: self
+                .state
+                .entries()
+                .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .collect(),
+        }
+    }
+
+    /// The chain id.
+    pub fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
+    /// The chain parameters.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The total supply fixed at genesis.
+    pub fn supply(&self) -> u128 {
+        self.supply
+    }
+
+    /// The last committed (or, between finalize and commit, finalized) header.
+    pub fn head(&self) -> &BlockHeader {
+        self.pending.as_ref().map_or(&self.head, |p| &p.header)
+    }
+
+    /// The state.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The state, mutably (to compute proofs, which caches hashes).
+    pub fn state_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+
+    /// An account.
+    pub fn account(&self, address: &Address) -> Account {
+        self.state.account(address)
+    }
+
+    /// The gas a transaction needs before its call runs (base plus bytes).
+    pub fn intrinsic_gas(&self, stx: &SignedTransaction) -> u64 {
+        let len = u64::try_from(stx.as_bytes().len()).unwrap_or(u64::MAX);
+        self.params
+            .gas
+            .tx_base
+            .saturating_add(self.params.gas.tx_byte.saturating_mul(len))
+    }
+
+    /// Checks that need no state: chain id, gas bounds, contract name. (Signatures are
+    /// checked separately, in parallel.)
+    ///
+    /// # Errors
+    /// The [`TxError`] that refuses it.
+    pub fn check_stateless(&self, stx: &SignedTransaction) -> Result<(), TxError> {
+        let tx = stx.tx();
+        if tx.chain_id != self.chain_id {
+            return Err(TxError::WrongChain {
+                expected: self.chain_id,
+                got: tx.chain_id,
+            });
+        }
+        if tx.gas_price < self.params.min_gas_price {
+            return Err(TxError::GasPriceTooLow {
+                min: self.params.min_gas_price,
+                got: tx.gas_price,
+            });
+        }
+        let min = self.intrinsic_gas(stx);
+        let max = self.params.block_gas_limit;
+        if tx.gas_limit < min || tx.gas_limit > max {
+            return Err(TxError::GasLimit {
+                min,
+                max,
+                got: tx.gas_limit,
+            });
+        }
+        if !self.contracts.iter().any(|c| c.name() == tx.call.contract) {
+            return Err(TxError::UnknownContract(tx.call.contract.clone()));
+        }
+        Ok(())
+    }
+
+    /// ABCI `check_tx`: whether `stx` could run now as the sender's next transaction
+    /// (`pending` of the sender's transactions already queued ahead of it).
+    ///
+    /// # Errors
+    /// The [`TxError`] that refuses it.
+    pub fn check_tx(&self, stx: &SignedTransaction, pending: u64) -> Result<(), TxError> {
+        self.check_stateless(stx)?;
+        stx.verify()?;
+        self.check_account(stx, pending)
+    }
+
+    /// `check_tx` for a transaction whose signature the caller has already verified.
+    ///
+    /// # Errors
+    /// The [`TxError`] that refuses it.
+    pub fn check_tx_verified(&self, stx: &SignedTransaction, pending: u64) -> Result<(), TxError> {
+        self.check_stateless(stx)?;
+        self.check_account(stx, pending)
+    }
+
+    fn check_account(&self, stx: &SignedTransaction, pending: u64) -> Result<(), TxError> {
+        let account = self.state.account(&stx.sender());
+        let expected = account.nonce.saturating_add(pending);
+        let got = stx.tx().nonce;
+        if got < expected {
+            return Err(TxError::NonceTooLow { expected, got });
+        }
+        if got > expected {
+            return Err(TxError::NonceTooHigh { expected, got });
+        }
+        if u128::from(account.balance) < stx.max_fee() {
+            return Err(TxError::CannotPayFee {
+                fee: stx.max_fee(),
+                balance: account.balance,
+            });
+        }
+        Ok(())
+    }
+
+    /// Executes one transaction against the state (its signature must already be checked).
+    /// On `Err` nothing changed; on `Ok` the fee was charged and the nonce consumed whatever
+    /// the call did.
+    ///
+    /// # Errors
+    /// The [`TxError`] that makes the transaction inadmissible in this block.
+    pub fn apply_tx(&mut self, env: &Env, stx: &SignedTransaction) -> Result<TxOutcome, TxError> {
+        self.check_stateless(stx)?;
+        self.check_account(stx, 0)?;
+        let tx = stx.tx();
+        let sender = stx.sender();
+        // Buy the whole gas limit up front; the unused part is refunded below.
+        let max_fee = u64::try_from(stx.max_fee()).map_err(|_| TxError::CannotPayFee {
+            fee: stx.max_fee(),
+            balance: 0,
+        })?;
+        let mut account = self.state.account(&sender);
+        account.balance -= max_fee; // checked by check_account
+        account.nonce = account.nonce.saturating_add(1);
+        self.write_account(&sender, account);
+
+        let mut gas = GasMeter::new(tx.gas_limit);
+        let mut events = Vec::new();
+        let mut journal = Journal::default();
+        let result = gas.charge(self.intrinsic_gas(stx)).and_then(|()| {
+            let contract = self
+                .contracts
+                .iter()
+                .find(|c| c.name() == tx.call.contract)
+                .ok_or(ContractError::UnknownMethod(tx.call.contract.clone()))?;
+            let mut ctx = Context {
+                state: &self.state,
+                journal: &mut journal,
+                gas: &mut gas,
+                events: &mut events,
+                env,
+                params: &self.params,
+                caller_key: &tx.sender,
+                caller: sender,
+                contract: contract.name(),
+            };
+            contract.call(&mut ctx, &tx.call.method, &tx.call.args)
+        });
+        let (status, output, error) = match result {
+            Ok(output) => {
+                for (key, value) in journal.into_writes() {
+                    self.write(key, value);
+                }
+                (Status::Success, output, None)
+            }
+            Err(ContractError::OutOfGas) => {
+                events.clear();
+                (Status::OutOfGas, Vec::new(), Some(ContractError::OutOfGas))
+            }
+            Err(e) => {
+                events.clear();
+                (Status::Reverted, Vec::new(), Some(e))
+            }
+        };
+        let used = gas.used();
+        let fee = used.saturating_mul(tx.gas_price);
+        let refund = max_fee.saturating_sub(fee);
+        let mut account = self.state.account(&sender);
+        account.balance = account.balance.saturating_add(refund);
+        self.write_account(&sender, account);
+        let mut proposer = self.state.account(&env.proposer);
+        proposer.balance = proposer.balance.saturating_add(fee);
+        self.write_account(&env.proposer, proposer);
+        Ok(TxOutcome {
+            receipt: Receipt {
+                tx: stx.hash(),
+                status,
+                gas_used: used,
+                error: error.as_ref().map(ToString::to_string),
+                output,
+                events,
+            },
+            error,
+        })
+    }
+
+    fn write_account(&mut self, address: &Address, account: Account) {
+        self.write(
+            account_key(address).to_vec(),
+            Some(account.encode().to_vec()),
+        );
+    }
+
+    fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        let old = self.state.get(&key).map(<[u8]>::to_vec);
+        self.state.put(&key, value.as_deref());
+        self.undo.push((key, old));
+    }
+
+    fn next_env(&self, time_ms: u64, proposer: Address) -> Env {
+        Env {
+            chain_id: self.chain_id,
+            height: self.head.height.saturating_add(1),
+            time_ms,
+            proposer,
+        }
+    }
+
+    /// ABCI `prepare_proposal` + `finalize_block` for a single-node sequencer: builds the next
+    /// block from `candidates` (in order), executing each; candidates that are inadmissible
+    /// (nonce, fee, block gas) are left out. The block stays pending until [`Ledger::commit`]
+    /// or [`Ledger::abort`].
+    ///
+    /// # Errors
+    /// [`BlockError::Header`] if a block is already pending, [`BlockError::Time`] if `time_ms`
+    /// is before the head's time.
+    pub fn propose(
+        &mut self,
+        time_ms: u64,
+        proposer: Address,
+        candidates: Vec<SignedTransaction>,
+        signatures: Signatures,
+    ) -> Result<Proposal, BlockError> {
+        self.start_block(time_ms)?;
+        let env = self.next_env(time_ms, proposer);
+        let checks = match signatures {
+            Signatures::Verify => verify_parallel(&candidates),
+            Signatures::AlreadyVerified => vec![Ok(()); candidates.len()],
+        };
+        let mut txs = Vec::new();
+        let mut receipts = Vec::new();
+        let mut rejected = Vec::new();
+        let mut gas_budget = self.params.block_gas_limit;
+        for (stx, check) in candidates.into_iter().zip(checks) {
+            if txs.len() >= crate::block::MAX_BLOCK_TXS {
+                rejected.push((stx.hash(), stx.sender(), TxError::MempoolFull));
+                continue;
+            }
+            if let Err(e) = check {
+                rejected.push((stx.hash(), stx.sender(), TxError::Signature(e)));
+                continue;
+            }
+            if stx.tx().gas_limit > gas_budget {
+                rejected.push((
+                    stx.hash(),
+                    stx.sender(),
+                    TxError::GasLimit {
+                        min: 0,
+                        max: gas_budget,
+                        got: stx.tx().gas_limit,
+                    },
+                ));
+                continue;
+            }
+            match self.apply_tx(&env, &stx) {
+                Ok(outcome) => {
+                    gas_budget -= stx.tx().gas_limit;
+                    receipts.push(outcome.receipt);
+                    txs.push(stx);
+                }
+                Err(e) => rejected.push((stx.hash(), stx.sender(), e)),
+            }
+        }
+        let header = BlockHeader {
+            chain_id: self.chain_id,
+            height: env.height,
+            parent: self.head.hash(),
+            time_ms,
+            proposer,
+            tx_root: tx_root(&txs),
+            receipts_root: receipts_root(&receipts),
+            state_root: self.state.root(),
+        };
+        self.pending = Some(Pending {
+            header: header.clone(),
+            undo: std::mem::take(&mut self.undo),
+        });
+        Ok(Proposal {
+            block: Block { header, txs },
+            receipts,
+            rejected,
+        })
+    }
+
+    fn start_block(&mut self, time_ms: u64) -> Result<(), BlockError> {
+        if self.pending.is_some() {
+            return Err(BlockError::Header("a block is pending commit"));
+        }
+        if time_ms < self.head.time_ms {
+            return Err(BlockError::Time {
+                parent: self.head.time_ms,
+                got: time_ms,
+            });
+        }
+        self.undo.clear();
+        Ok(())
+    }
+
+    /// ABCI `process_proposal`: the checks that need no execution — chain, height, parent,
+    /// time, transaction root, limits, and every signature (in parallel).
+    ///
+    /// # Errors
+    /// The first [`BlockError`] found.
+    pub fn process_proposal(&self, block: &Block) -> Result<(), BlockError> {
+        let h = &block.header;
+        if h.chain_id != self.chain_id {
+            return Err(BlockError::Header("chain id"));
+        }
+        let expected = self.head.height.saturating_add(1);
+        if h.height != expected {
+            return Err(BlockError::Height {
+                expected,
+                got: h.height,
+            });
+        }
+        let parent = self.head.hash();
+        if h.parent != parent {
+            return Err(BlockError::Parent {
+                expected: parent,
+                got: h.parent,
+            });
+        }
+        if h.time_ms < self.head.time_ms {
+            return Err(BlockError::Time {
+                parent: self.head.time_ms,
+                got: h.time_ms,
+            });
+        }
+        if block.txs.len() > crate::block::MAX_BLOCK_TXS {
+            return Err(BlockError::TooLarge("transactions"));
+        }
+        let gas: u128 = block.txs.iter().map(|t| u128::from(t.tx().gas_limit)).sum();
+        if gas > u128::from(self.params.block_gas_limit) {
+            return Err(BlockError::TooLarge("gas"));
+        }
+        block.check_tx_root()?;
+        for (index, stx) in block.txs.iter().enumerate() {
+            self.check_stateless(stx)
+                .map_err(|error| BlockError::Tx { index, error })?;
+        }
+        for (index, check) in verify_parallel(&block.txs).into_iter().enumerate() {
+            check.map_err(|e| BlockError::Tx {
+                index,
+                error: TxError::Signature(e),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// ABCI `finalize_block`: executes a block proposed elsewhere (or read back from the log)
+    /// and checks its receipts and state roots. Returns the receipts; the new state root (the
+    /// app hash) is [`Ledger::head`]`().state_root`. The block stays pending until
+    /// [`Ledger::commit`]; on error nothing changed.
+    ///
+    /// # Errors
+    /// Any [`BlockError`]: bad header or signature, an inadmissible transaction, or a root
+    /// that does not match.
+    pub fn finalize_block(
+        &mut self,
+        block: &Block,
+        signatures: Signatures,
+    ) -> Result<Vec<Receipt>, BlockError> {
+        match signatures {
+            Signatures::Verify => self.process_proposal(block)?,
+            Signatures::AlreadyVerified => {
+                if block.header.height != self.head.height.saturating_add(1)
+                    || block.header.parent != self.head.hash()
+                {
+                    return Err(BlockError::Height {
+                        expected: self.head.height.saturating_add(1),
+                        got: block.header.height,
+                    });
+                }
+                block.check_tx_root()?;
+            }
+        }
+        self.start_block(block.header.time_ms)?;
+        let env = self.next_env(block.header.time_ms, block.header.proposer);
+        let mut receipts = Vec::with_capacity(block.txs.len());
+        for (index, stx) in block.txs.iter().enumerate() {
+            match self.apply_tx(&env, stx) {
+                Ok(outcome) => receipts.push(outcome.receipt),
+                Err(error) => {
+                    self.rollback();
+                    return Err(BlockError::Tx { index, error });
+                }
+            }
+        }
+        let computed = receipts_root(&receipts);
+        if computed != block.header.receipts_root {
+            self.rollback();
+            return Err(BlockError::RootMismatch {
+                which: "receipts",
+                header: block.header.receipts_root,
+                computed,
+            });
+        }
+        let computed = self.state.root();
+        if computed != block.header.state_root {
+            self.rollback();
+            return Err(BlockError::RootMismatch {
+                which: "state",
+                header: block.header.state_root,
+                computed,
+            });
+        }
+        self.pending = Some(Pending {
+            header: block.header.clone(),
+            undo: std::mem::take(&mut self.undo),
+        });
+        Ok(receipts)
+    }
+
+    fn rollback(&mut self) {
+        for (key, old) in std::mem::take(&mut self.undo).into_iter().rev() {
+            self.state.put(&key, old.as_deref());
+        }
+    }
+
+    /// ABCI `commit`: the pending block becomes the head. (Durability is the caller's: the
+    /// node appends the block to its log and syncs before calling this.) Returns the new head.
+    pub fn commit(&mut self) -> Option<&BlockHeader> {
+        let pending = self.pending.take()?;
+        self.head = pending.header;
+        Some(&self.head)
+    }
+
+    /// Drops the pending block, restoring the state to the head's.
+    pub fn abort(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            self.undo = pending.undo;
+            self.rollback();
+        }
+    }
+}
+
+/// Verifies every transaction's signature, spread over all cores. Results are in input order.
+pub fn verify_parallel(txs: &[SignedTransaction]) -> Vec<Result<(), SignatureError>> {
+    let threads = thread::available_parallelism().map_or(1, |n| n.get());
+    if threads <= 1 || txs.len() < 64 {
+        return txs.iter().map(SignedTransaction::verify).collect();
+    }
+    let chunk = txs.len().div_ceil(threads);
+    thread::scope(|scope| {
+        let handles: Vec<_> = txs
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(SignedTransaction::verify)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(txs.len());
+        for handle in handles {
+            match handle.join() {
+                Ok(part) => out.extend(part),
+                // A verification thread cannot panic on valid inputs; treat it as a failure of
+                // its whole chunk rather than trusting unchecked transactions.
+                Err(_) => out.extend(std::iter::repeat_n(Err(SignatureError::Invalid), chunk)),
+            }
+        }
+        out.truncate(txs.len());
+        out
+    })
+}
+
+/// The committed state at a height, for fast restarts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The head it was taken at.
+    pub head: BlockHeader,
+    /// Every state entry.
+    pub entries: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Snapshot {
+    /// Encoding: the bencoded header, then each entry as `u32 len ‖ key ‖ u32 len ‖ value`
+    /// (little-endian), all length-prefixed.
+    ///
+    /// # Errors
+    /// [`DecodeError::Invalid`] if the header cannot be encoded.
+    pub fn encode(&self) -> Result<Vec<u8>, DecodeError> {
+        let header = encode("snapshot", &self.head)?;
+        let mut out = Vec::with_capacity(
+            header.len()
+                + 8
+                + self
+                    .entries
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 8)
+                    .sum::<usize>(),
+        );
+        put_chunk(&mut out, &header);
+        out.extend_from_slice(&(self.entries.len() as u64).to_le_bytes());
+        for (k, v) in &self.entries {
+            put_chunk(&mut out, k);
+            put_chunk(&mut out, v);
+        }
+        Ok(out)
+    }
+
+    /// Decodes [`Snapshot::encode`]'s output from untrusted bytes.
+    ///
+    /// # Errors
+    /// [`DecodeError`] if the bytes are truncated or malformed.
+    pub fn decode(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
+        let mut rest = bytes;
+        let header = take_chunk(&mut rest)?;
+        let head: BlockHeader = decode_canonical("snapshot", header, 4096)?;
+        let count = take(&mut rest, 8)?;
+        let count = u64::from_le_bytes(count.try_into().map_err(|_| truncated())?);
+        // Each entry takes at least 8 bytes, which bounds what a hostile count can reserve.
+        let cap = usize::try_from(count)
+            .unwrap_or(usize::MAX)
+            .min(rest.len() / 8);
+        let mut entries = Vec::with_capacity(cap);
+        for _ in 0..count {
+            let k = take_chunk(&mut rest)?.to_vec();
+            let v = take_chunk(&mut rest)?.to_vec();
+            entries.push((k, v));
+        }
+        if !rest.is_empty() {
+            return Err(DecodeError::Invalid {
+                what: "snapshot",
+                reason: "trailing bytes",
+            });
+        }
+        Ok(Snapshot { head, entries })
+    }
+}
+
+fn put_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    out.extend_from_slice(&u32::try_from(data.len()).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(data);
+}
+
+fn truncated() -> DecodeError {
+    DecodeError::Invalid {
+        what: "snapshot",
+        reason: "truncated",
+    }
+}
+
+fn take<'a>(rest: &mut &'a [u8], n: usize) -> Result<&'a [u8], DecodeError> {
+    if rest.len() < n {
+        return Err(truncated());
+    }
+    let (head, tail) = rest.split_at(n);
+    *rest = tail;
+    Ok(head)
+}
+
+fn take_chunk<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], DecodeError> {
+    let len = take(rest, 4)?;
+    let len = u32::from_le_bytes(len.try_into().map_err(|_| truncated())?);
+    take(rest, usize::try_from(len).map_err(|_| truncated())?)
+}
