@@ -30,6 +30,54 @@ pub trait Contract: Send + Sync {
         method: &str,
         args: &[u8],
     ) -> Result<Vec<u8>, ContractError>;
+
+    /// The signatures a call will check with [`Context::verify`], as far as they can be known
+    /// from `state` before the block runs (the state at the start of the block). The ledger
+    /// verifies them in parallel with the transactions' own signatures, so that the call's
+    /// `verify` finds them already checked. Only speed depends on this: a check that is
+    /// missing, or made against a key that changes during the block, is simply done again
+    /// in order, and gas is charged the same either way. Default: none.
+    fn signature_checks(
+        &self,
+        state: &State,
+        chain_id: u64,
+        method: &str,
+        args: &[u8],
+    ) -> Vec<SignatureCheck> {
+        let _ = (state, chain_id, method, args);
+        Vec::new()
+    }
+}
+
+/// A signature a call will check: the key, the [`Domain::digest`] of the message, and the
+/// signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SignatureCheck {
+    /// Who must have signed.
+    pub key: PublicKey,
+    /// The digest signed.
+    pub digest: [u8; 32],
+    /// The signature.
+    pub signature: Signature,
+}
+
+impl SignatureCheck {
+    /// Verifies it.
+    ///
+    /// # Errors
+    /// As [`PublicKey::verify_digest`].
+    pub fn verify(&self) -> Result<(), crate::error::SignatureError> {
+        self.key.verify_digest(&self.digest, &self.signature)
+    }
+
+    /// A 32-byte tag naming this exact (key, digest, signature) triple.
+    pub fn tag(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_derive_key("tessera-ledger verified signature v1");
+        h.update(&self.key.to_bytes());
+        h.update(&self.digest);
+        h.update(&self.signature.0);
+        *h.finalize().as_bytes()
+    }
 }
 
 /// Chain parameters fixed at genesis.
@@ -78,6 +126,7 @@ pub struct Context<'a> {
     pub(crate) env: &'a Env,
     pub(crate) params: &'a Params,
     pub(crate) caller_key: &'a PublicKey,
+    pub(crate) verified: &'a std::collections::HashSet<[u8; 32]>,
     pub(crate) caller: Address,
     pub(crate) contract: &'static str,
 }
@@ -293,8 +342,15 @@ impl Context<'_> {
         self.charge(self.params.gas.verify_signature)?;
         let gas = &self.params.gas;
         self.charge_per_byte(0, gas.hash_block, message.len() / 64 + 1)?;
-        key.verify(domain, message, signature)
-            .map_err(ContractError::Signature)
+        let check = SignatureCheck {
+            key: *key,
+            digest: domain.digest(message),
+            signature: *signature,
+        };
+        if self.verified.contains(&check.tag()) {
+            return Ok(());
+        }
+        check.verify().map_err(ContractError::Signature)
     }
 
     /// blake3 of `data` under `context`, charging for it.

@@ -1,6 +1,7 @@
 //! The ledger state machine: genesis, transaction execution, blocks, and the ABCI++-shaped
 //! lifecycle (`check_tx`, `prepare_proposal`, `process_proposal`, `finalize_block`, `commit`).
 
+use std::collections::HashSet;
 use std::thread;
 
 use serde::{Deserialize, Serialize};
@@ -8,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::block::{receipts_root, tx_root, Block, BlockHeader, Receipt, Status};
 use crate::codec::{decode_canonical, encode};
 use crate::crypto::{Address, Hash};
-use crate::engine::{Context, Contract, Env, Params};
+use crate::engine::{Context, Contract, Env, Params, SignatureCheck};
 use crate::error::{BlockError, ContractError, DecodeError, SignatureError, TxError};
 use crate::gas::GasMeter;
 use crate::state::{account_key, Account, Journal, State};
@@ -97,7 +98,13 @@ pub struct Ledger {
     head: BlockHeader,
     pending: Option<Pending>,
     undo: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Tags of signatures inside calls (cheques) already verified in parallel; see
+    /// [`Contract::signature_checks`]. Affects speed only, never results.
+    verified: HashSet<[u8; 32]>,
 }
+
+/// Bound on remembered pre-verified call signatures.
+const MAX_VERIFIED: usize = 1 << 20;
 
 impl std::fmt::Debug for Ledger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -157,6 +164,7 @@ impl Ledger {
             head,
             pending: None,
             undo: Vec::new(),
+            verified: HashSet::new(),
         })
     }
 
@@ -188,6 +196,7 @@ impl Ledger {
             head: snapshot.head,
             pending: None,
             undo: Vec::new(),
+            verified: HashSet::new(),
         })
     }
 
@@ -358,6 +367,7 @@ impl Ledger {
                 env,
                 params: &self.params,
                 caller_key: &tx.sender,
+                verified: &self.verified,
                 caller: sender,
                 contract: contract.name(),
             };
@@ -401,6 +411,52 @@ impl Ledger {
         })
     }
 
+    /// Verifies, on all cores, the signatures of `txs` and the signatures their calls will
+    /// check (cheques, as far as [`Contract::signature_checks`] can tell from the current
+    /// state), remembering the latter so that execution finds them done. Returns each
+    /// transaction's own signature check, in order.
+    pub fn preverify(&mut self, txs: &[SignedTransaction]) -> Vec<Result<(), SignatureError>> {
+        let (results, tags) = self.verify_batch(txs);
+        if self.verified.len().saturating_add(tags.len()) > MAX_VERIFIED {
+            self.verified.clear();
+        }
+        self.verified.extend(tags);
+        results
+    }
+
+    fn verify_batch(
+        &self,
+        txs: &[SignedTransaction],
+    ) -> (Vec<Result<(), SignatureError>>, Vec<[u8; 32]>) {
+        let work = |stx: &SignedTransaction| -> (Result<(), SignatureError>, Vec<[u8; 32]>) {
+            let own = stx.verify();
+            let call = &stx.tx().call;
+            let checks: Vec<SignatureCheck> =
+                match self.contracts.iter().find(|c| c.name() == call.contract) {
+                    Some(c) if own.is_ok() => {
+                        c.signature_checks(&self.state, self.chain_id, &call.method, &call.args)
+                    }
+                    _ => Vec::new(),
+                };
+            let tags = checks
+                .iter()
+                .filter(|c| c.verify().is_ok())
+                .map(SignatureCheck::tag)
+                .collect();
+            (own, tags)
+        };
+        let mut outcomes = parallel_map(txs, &work);
+        // Results lost to a dead thread count as failures, never as verified.
+        outcomes.resize_with(txs.len(), || (Err(SignatureError::Invalid), Vec::new()));
+        let mut results = Vec::with_capacity(txs.len());
+        let mut tags = Vec::new();
+        for (own, t) in outcomes {
+            results.push(own);
+            tags.extend(t);
+        }
+        (results, tags)
+    }
+
     fn write_account(&mut self, address: &Address, account: Account) {
         self.write(
             account_key(address).to_vec(),
@@ -441,7 +497,7 @@ impl Ledger {
         self.start_block(time_ms)?;
         let env = self.next_env(time_ms, proposer);
         let checks = match signatures {
-            Signatures::Verify => verify_parallel(&candidates),
+            Signatures::Verify => self.preverify(&candidates),
             Signatures::AlreadyVerified => vec![Ok(()); candidates.len()],
         };
         let mut txs = Vec::new();
@@ -519,6 +575,17 @@ impl Ledger {
     /// # Errors
     /// The first [`BlockError`] found.
     pub fn process_proposal(&self, block: &Block) -> Result<(), BlockError> {
+        self.check_header(block)?;
+        for (index, check) in verify_parallel(&block.txs).into_iter().enumerate() {
+            check.map_err(|e| BlockError::Tx {
+                index,
+                error: TxError::Signature(e),
+            })?;
+        }
+        Ok(())
+    }
+
+    fn check_header(&self, block: &Block) -> Result<(), BlockError> {
         let h = &block.header;
         if h.chain_id != self.chain_id {
             return Err(BlockError::Header("chain id"));
@@ -555,12 +622,6 @@ impl Ledger {
             self.check_stateless(stx)
                 .map_err(|error| BlockError::Tx { index, error })?;
         }
-        for (index, check) in verify_parallel(&block.txs).into_iter().enumerate() {
-            check.map_err(|e| BlockError::Tx {
-                index,
-                error: TxError::Signature(e),
-            })?;
-        }
         Ok(())
     }
 
@@ -578,7 +639,15 @@ impl Ledger {
         signatures: Signatures,
     ) -> Result<Vec<Receipt>, BlockError> {
         match signatures {
-            Signatures::Verify => self.process_proposal(block)?,
+            Signatures::Verify => {
+                self.check_header(block)?;
+                for (index, check) in self.preverify(&block.txs).into_iter().enumerate() {
+                    check.map_err(|e| BlockError::Tx {
+                        index,
+                        error: TxError::Signature(e),
+                    })?;
+                }
+            }
             Signatures::AlreadyVerified => {
                 if block.header.height != self.head.height.saturating_add(1)
                     || block.header.parent != self.head.hash()
@@ -651,36 +720,36 @@ impl Ledger {
     }
 }
 
-/// Verifies every transaction's signature, spread over all cores. Results are in input order.
-pub fn verify_parallel(txs: &[SignedTransaction]) -> Vec<Result<(), SignatureError>> {
+/// Applies `f` to every item, spread over all cores; results in input order.
+fn parallel_map<T: Sync, U: Send>(items: &[T], f: &(impl Fn(&T) -> U + Sync)) -> Vec<U> {
     let threads = thread::available_parallelism().map_or(1, |n| n.get());
-    if threads <= 1 || txs.len() < 64 {
-        return txs.iter().map(SignedTransaction::verify).collect();
+    if threads <= 1 || items.len() < 64 {
+        return items.iter().map(f).collect();
     }
-    let chunk = txs.len().div_ceil(threads);
+    let chunk = items.len().div_ceil(threads);
     thread::scope(|scope| {
-        let handles: Vec<_> = txs
+        let handles: Vec<_> = items
             .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(SignedTransaction::verify)
-                        .collect::<Vec<_>>()
-                })
-            })
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<_>>()))
             .collect();
-        let mut out = Vec::with_capacity(txs.len());
+        let mut out = Vec::with_capacity(items.len());
         for handle in handles {
-            match handle.join() {
-                Ok(part) => out.extend(part),
-                // A verification thread cannot panic on valid inputs; treat it as a failure of
-                // its whole chunk rather than trusting unchecked transactions.
-                Err(_) => out.extend(std::iter::repeat_n(Err(SignatureError::Invalid), chunk)),
+            // `f` does not panic on any input (no unwrap, no indexing); should a thread die
+            // anyway, its results are missing and the caller sees fewer results than items.
+            if let Ok(part) = handle.join() {
+                out.extend(part);
             }
         }
-        out.truncate(txs.len());
         out
     })
+}
+
+/// Verifies every transaction's signature, spread over all cores. Results are in input order.
+pub fn verify_parallel(txs: &[SignedTransaction]) -> Vec<Result<(), SignatureError>> {
+    let mut out = parallel_map(txs, &SignedTransaction::verify);
+    // Results lost to a dead thread count as failures, never as verified.
+    out.resize(txs.len(), Err(SignatureError::Invalid));
+    out
 }
 
 /// The committed state at a height, for fast restarts.

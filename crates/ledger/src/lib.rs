@@ -40,7 +40,7 @@ pub use block::{Block, BlockHeader, Event, Receipt, Status};
 pub use cheque::{Cheque, ChequeError, ChequeIssuer, ChequeReceiver, ContentId, SignedCheque};
 pub use contracts::{native, CHEQUEBOOK, REGISTRY, TOKEN};
 pub use crypto::{Address, Domain, Hash, PublicKey, SecretKey, Signature};
-pub use engine::{Context, Contract, Env, Params};
+pub use engine::{Context, Contract, Env, Params, SignatureCheck};
 pub use error::{BlockError, ContractError, DecodeError, SignatureError, TxError};
 pub use ledger::{
     verify_parallel, Genesis, Ledger, Proposal, Signatures, Snapshot, TxOutcome, MAX_GENESIS_LEN,

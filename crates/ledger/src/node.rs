@@ -16,7 +16,7 @@ use crate::block::{Block, BlockHeader, Receipt};
 use crate::contracts;
 use crate::crypto::{Address, Hash};
 use crate::error::{BlockError, DecodeError, TxError};
-use crate::ledger::{verify_parallel, Genesis, Ledger, Signatures, Snapshot};
+use crate::ledger::{Genesis, Ledger, Signatures, Snapshot};
 use crate::log::{latest_snapshot, write_snapshot, BlockLog, LogError, Recovery};
 use crate::mempool::{Mempool, DEFAULT_MEMPOOL_CAP};
 use crate::tx::SignedTransaction;
@@ -258,7 +258,7 @@ impl Node {
     /// Submits transactions: cheap checks, then every signature verified in parallel on all
     /// cores, then nonce and fee checks in order. `now_ms` starts the block timer.
     pub fn submit(&mut self, now_ms: u64, txs: Vec<SignedTransaction>) -> Vec<Result<(), TxError>> {
-        let checks = verify_parallel(&txs);
+        let checks = self.ledger.preverify(&txs);
         let mut out = Vec::with_capacity(txs.len());
         for (stx, check) in txs.into_iter().zip(checks) {
             let result = match check {

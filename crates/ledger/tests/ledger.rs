@@ -407,3 +407,61 @@ fn mempool_refuses_gaps_duplicates_and_bad_signatures() {
     assert_eq!(c.txs, 2);
     assert!(node.mempool().is_empty());
 }
+
+#[test]
+fn cheque_signatures_checked_in_parallel_or_in_order_give_the_same_block() {
+    use tessera_ledger::cheque::Cheque;
+    use tessera_ledger::contracts::chequebook::{CashArgs, DepositArgs};
+    let signed = |from: u64, nonce: u64, call: Call| {
+        let key = SecretKey::test_account(from);
+        let tx = Transaction {
+            chain_id: CHAIN,
+            sender: key.public_key(),
+            nonce,
+            gas_limit: 50_000,
+            gas_price: 1,
+            call,
+        };
+        SignedTransaction::sign(tx, &key).unwrap()
+    };
+    let deposit = Call::new("chequebook", "deposit", &DepositArgs { amount: 10_000 }).unwrap();
+    let cash = |payer: u64, signer: u64, cumulative: u64| {
+        let cheque = Cheque {
+            chain_id: CHAIN,
+            payer: addr(payer),
+            beneficiary: addr(1),
+            content: None,
+            cumulative,
+        }
+        .sign(&SecretKey::test_account(signer))
+        .unwrap();
+        let args = CashArgs {
+            cheque: cheque.encode().unwrap(),
+        };
+        Call::new("chequebook", "cash", &args).unwrap()
+    };
+    let mut a = ledger(3, 1_000_000);
+    let mut b = ledger(3, 1_000_000);
+    let (_, _, first) = block(
+        &mut a,
+        vec![signed(0, 0, deposit.clone()), signed(2, 0, deposit)],
+    );
+    b.finalize_block(&first, Signatures::AlreadyVerified)
+        .unwrap();
+    b.commit();
+    // A good cheque, and one from payer 2's book signed by payer 0.
+    let txs = vec![signed(1, 0, cash(0, 0, 700)), signed(1, 1, cash(2, 0, 500))];
+    let (receipts, rejected, second) = block(&mut a, txs);
+    assert!(rejected.is_empty());
+    assert_eq!(receipts[0].status, Status::Success);
+    assert_eq!(receipts[1].status, Status::Reverted);
+    // `a` found the cheque signatures verified in parallel; `b` checks them in order.
+    b.finalize_block(&second, Signatures::AlreadyVerified)
+        .unwrap();
+    b.commit();
+    assert_eq!(a.head(), b.head());
+    assert_eq!(
+        a.account(&addr(1)).balance,
+        1_000_000 + 700 - receipts[0].gas_used - receipts[1].gas_used
+    );
+}

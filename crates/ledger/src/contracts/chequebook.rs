@@ -43,7 +43,7 @@ use super::{add_amount, positive, CHEQUEBOOK, REGISTRY};
 use crate::cheque::{cheque_domain, ContentId, SignedCheque};
 use crate::codec::decode_canonical;
 use crate::crypto::{Address, PublicKey};
-use crate::engine::{decode_args, encode_output, Context, Contract};
+use crate::engine::{decode_args, encode_output, Context, Contract, SignatureCheck};
 use crate::error::ContractError;
 use crate::state::{storage_key, State};
 
@@ -243,6 +243,30 @@ impl Contract for Chequebook {
             "cancel_withdrawal" => cancel_withdrawal(ctx, decode_args(args)?),
             other => Err(ContractError::UnknownMethod(other.to_owned())),
         }
+    }
+
+    fn signature_checks(
+        &self,
+        state: &State,
+        chain_id: u64,
+        method: &str,
+        args: &[u8],
+    ) -> Vec<SignatureCheck> {
+        let check = || -> Option<SignatureCheck> {
+            if method != "cash" {
+                return None;
+            }
+            let args: CashArgs = decode_args(args).ok()?;
+            let signed = SignedCheque::decode(&args.cheque).ok()?;
+            let book = book(state, &signed.cheque.payer)?;
+            let body = signed.cheque.signing_bytes().ok()?;
+            Some(SignatureCheck {
+                key: book.key,
+                digest: cheque_domain(chain_id).digest(&body),
+                signature: signed.signature,
+            })
+        };
+        check().into_iter().collect()
     }
 }
 

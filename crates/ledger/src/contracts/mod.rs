@@ -132,6 +132,7 @@ pub(crate) mod testkit {
                     env: &self.env,
                     params: &self.params,
                     caller_key: &key,
+                    verified: &std::collections::HashSet::new(),
                     caller: key.address(),
                     contract: contract.name(),
                 };
