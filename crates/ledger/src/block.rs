@@ -186,6 +186,10 @@ pub enum Status {
     Reverted,
     /// The call ran out of gas; reverted, the whole gas limit charged.
     OutOfGas,
+    /// The transaction was not admissible at its turn in the block (nonce, fee): nothing
+    /// changed and no fee was charged. A sequencer leaves such transactions out; a block
+    /// agreed by consensus may carry them.
+    Rejected,
 }
 
 /// The outcome of one transaction in a block.

@@ -1,5 +1,5 @@
-//! The ledger state machine: genesis, transaction execution, blocks, and the ABCI++-shaped
-//! lifecycle (`check_tx`, `prepare_proposal`, `process_proposal`, `finalize_block`, `commit`).
+//! The ledger state machine: genesis, transaction execution and blocks. The ABCI++-shaped
+//! interface over it is [`crate::Application`].
 
 use std::collections::HashSet;
 use std::thread;
@@ -54,6 +54,18 @@ impl Genesis {
     }
 }
 
+/// The block a consensus engine decided to run next (what ABCI's `FinalizeBlock` request
+/// carries besides the transactions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockInfo {
+    /// Its height: the head's plus one.
+    pub height: u64,
+    /// Its time (ms since the Unix epoch), never before the head's.
+    pub time_ms: u64,
+    /// Its proposer, who receives the fees.
+    pub proposer: Address,
+}
+
 /// Whether a block's signatures were already checked (by the mempool that supplied them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Signatures {
@@ -101,6 +113,8 @@ pub struct Ledger {
     /// Tags of signatures inside calls (cheques) already verified in parallel; see
     /// [`Contract::signature_checks`]. Affects speed only, never results.
     verified: HashSet<[u8; 32]>,
+    /// What `check_tx` admitted since the last commit.
+    pub(crate) check_state: crate::app::Pending,
 }
 
 /// Bound on remembered pre-verified call signatures.
@@ -165,6 +179,7 @@ impl Ledger {
             pending: None,
             undo: Vec::new(),
             verified: HashSet::new(),
+            check_state: Default::default(),
         })
     }
 
@@ -197,6 +212,7 @@ impl Ledger {
             pending: None,
             undo: Vec::new(),
             verified: HashSet::new(),
+            check_state: Default::default(),
         })
     }
 
@@ -290,12 +306,12 @@ impl Ledger {
         Ok(())
     }
 
-    /// ABCI `check_tx`: whether `stx` could run now as the sender's next transaction
+    /// Whether `stx` could run now as the sender's next transaction
     /// (`pending` of the sender's transactions already queued ahead of it).
     ///
     /// # Errors
     /// The [`TxError`] that refuses it.
-    pub fn check_tx(&self, stx: &SignedTransaction, pending: u64) -> Result<(), TxError> {
+    pub fn check_signed(&self, stx: &SignedTransaction, pending: u64) -> Result<(), TxError> {
         self.check_stateless(stx)?;
         stx.verify()?;
         self.check_account(stx, pending)
@@ -479,7 +495,7 @@ impl Ledger {
         }
     }
 
-    /// ABCI `prepare_proposal` + `finalize_block` for a single-node sequencer: builds the next
+    /// `prepare_proposal` and `finalize_block` in one step, for a single-node sequencer: builds the next
     /// block from `candidates` (in order), executing each; candidates that are inadmissible
     /// (nonce, fee, block gas) are left out. The block stays pending until [`Ledger::commit`]
     /// or [`Ledger::abort`].
@@ -569,12 +585,12 @@ impl Ledger {
         Ok(())
     }
 
-    /// ABCI `process_proposal`: the checks that need no execution — chain, height, parent,
+    /// The checks on a whole block that need no execution — chain, height, parent,
     /// time, transaction root, limits, and every signature (in parallel).
     ///
     /// # Errors
     /// The first [`BlockError`] found.
-    pub fn process_proposal(&self, block: &Block) -> Result<(), BlockError> {
+    pub fn check_block(&self, block: &Block) -> Result<(), BlockError> {
         self.check_header(block)?;
         for (index, check) in verify_parallel(&block.txs).into_iter().enumerate() {
             check.map_err(|e| BlockError::Tx {
@@ -585,7 +601,7 @@ impl Ledger {
         Ok(())
     }
 
-    fn check_header(&self, block: &Block) -> Result<(), BlockError> {
+    pub(crate) fn check_header(&self, block: &Block) -> Result<(), BlockError> {
         let h = &block.header;
         if h.chain_id != self.chain_id {
             return Err(BlockError::Header("chain id"));
@@ -625,75 +641,95 @@ impl Ledger {
         Ok(())
     }
 
-    /// ABCI `finalize_block`: executes a block proposed elsewhere (or read back from the log)
-    /// and checks its receipts and state roots. Returns the receipts; the new state root (the
-    /// app hash) is [`Ledger::head`]`().state_root`. The block stays pending until
-    /// [`Ledger::commit`]; on error nothing changed.
+    /// Executes `txs` as the next block described by `info` (signatures verified in parallel
+    /// unless `signatures` says they were), leaving it pending until [`Ledger::commit`].
+    /// A transaction that is not admissible at its turn (nonce, fee) gets a
+    /// [`Status::Rejected`] receipt and changes nothing; a bad signature makes the whole block
+    /// invalid, as `process_proposal` would have said.
     ///
     /// # Errors
-    /// Any [`BlockError`]: bad header or signature, an inadmissible transaction, or a root
-    /// that does not match.
-    pub fn finalize_block(
+    /// [`BlockError::Tx`] for a bad signature, [`BlockError::Time`] or
+    /// [`BlockError::Header`] if the block cannot follow the head. Nothing changed then.
+    pub fn execute(
+        &mut self,
+        info: &BlockInfo,
+        txs: &[SignedTransaction],
+        signatures: Signatures,
+    ) -> Result<(BlockHeader, Vec<Receipt>), BlockError> {
+        if signatures == Signatures::Verify {
+            for (index, check) in self.preverify(txs).into_iter().enumerate() {
+                check.map_err(|e| BlockError::Tx {
+                    index,
+                    error: TxError::Signature(e),
+                })?;
+            }
+        }
+        self.start_block(info.time_ms)?;
+        let env = self.next_env(info.time_ms, info.proposer);
+        let mut receipts = Vec::with_capacity(txs.len());
+        for stx in txs {
+            match self.apply_tx(&env, stx) {
+                Ok(outcome) => receipts.push(outcome.receipt),
+                Err(error) => receipts.push(Receipt {
+                    tx: stx.hash(),
+                    status: Status::Rejected,
+                    gas_used: 0,
+                    error: Some(error.to_string()),
+                    output: Vec::new(),
+                    events: Vec::new(),
+                }),
+            }
+        }
+        let header = BlockHeader {
+            chain_id: self.chain_id,
+            height: env.height,
+            parent: self.head.hash(),
+            time_ms: info.time_ms,
+            proposer: info.proposer,
+            tx_root: tx_root(txs),
+            receipts_root: receipts_root(&receipts),
+            state_root: self.state.root(),
+        };
+        self.pending = Some(Pending {
+            header: header.clone(),
+            undo: std::mem::take(&mut self.undo),
+        });
+        Ok((header, receipts))
+    }
+
+    /// Executes a block proposed elsewhere (or read back from the log) and checks that its
+    /// header is exactly what executing it produced: link, roots of transactions, receipts and
+    /// state. Returns the receipts; the block stays pending until [`Ledger::commit`]; on error
+    /// nothing changed.
+    ///
+    /// # Errors
+    /// Any [`BlockError`]: bad header or signature, or a root that does not match.
+    pub fn apply_block(
         &mut self,
         block: &Block,
         signatures: Signatures,
     ) -> Result<Vec<Receipt>, BlockError> {
-        match signatures {
-            Signatures::Verify => {
-                self.check_header(block)?;
-                for (index, check) in self.preverify(&block.txs).into_iter().enumerate() {
-                    check.map_err(|e| BlockError::Tx {
-                        index,
-                        error: TxError::Signature(e),
-                    })?;
-                }
-            }
-            Signatures::AlreadyVerified => {
-                if block.header.height != self.head.height.saturating_add(1)
-                    || block.header.parent != self.head.hash()
-                {
-                    return Err(BlockError::Height {
-                        expected: self.head.height.saturating_add(1),
-                        got: block.header.height,
-                    });
-                }
-                block.check_tx_root()?;
-            }
-        }
-        self.start_block(block.header.time_ms)?;
-        let env = self.next_env(block.header.time_ms, block.header.proposer);
-        let mut receipts = Vec::with_capacity(block.txs.len());
-        for (index, stx) in block.txs.iter().enumerate() {
-            match self.apply_tx(&env, stx) {
-                Ok(outcome) => receipts.push(outcome.receipt),
-                Err(error) => {
-                    self.rollback();
-                    return Err(BlockError::Tx { index, error });
-                }
-            }
-        }
-        let computed = receipts_root(&receipts);
-        if computed != block.header.receipts_root {
-            self.rollback();
+        self.check_header(block)?;
+        let info = BlockInfo {
+            height: block.header.height,
+            time_ms: block.header.time_ms,
+            proposer: block.header.proposer,
+        };
+        let (header, receipts) = self.execute(&info, &block.txs, signatures)?;
+        let mismatch = [
+            ("receipts", block.header.receipts_root, header.receipts_root),
+            ("state", block.header.state_root, header.state_root),
+        ]
+        .into_iter()
+        .find(|(_, claimed, computed)| claimed != computed);
+        if let Some((which, claimed, computed)) = mismatch {
+            self.abort();
             return Err(BlockError::RootMismatch {
-                which: "receipts",
-                header: block.header.receipts_root,
+                which,
+                header: claimed,
                 computed,
             });
         }
-        let computed = self.state.root();
-        if computed != block.header.state_root {
-            self.rollback();
-            return Err(BlockError::RootMismatch {
-                which: "state",
-                header: block.header.state_root,
-                computed,
-            });
-        }
-        self.pending = Some(Pending {
-            header: block.header.clone(),
-            undo: std::mem::take(&mut self.undo),
-        });
         Ok(receipts)
     }
 
@@ -703,7 +739,7 @@ impl Ledger {
         }
     }
 
-    /// ABCI `commit`: the pending block becomes the head. (Durability is the caller's: the
+    /// The pending block becomes the head. (Durability is the caller's: the
     /// node appends the block to its log and syncs before calling this.) Returns the new head.
     pub fn commit(&mut self) -> Option<&BlockHeader> {
         let pending = self.pending.take()?;

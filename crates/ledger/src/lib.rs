@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod app;
 pub mod block;
 pub mod cheque;
 mod codec;
@@ -36,6 +37,7 @@ pub mod smt;
 pub mod state;
 pub mod tx;
 
+pub use app::{Application, FinalizeResponse};
 pub use block::{Block, BlockHeader, Event, Receipt, Status};
 pub use cheque::{Cheque, ChequeError, ChequeIssuer, ChequeReceiver, ContentId, SignedCheque};
 pub use contracts::{native, CHEQUEBOOK, REGISTRY, TOKEN};
@@ -43,7 +45,8 @@ pub use crypto::{Address, Domain, Hash, PublicKey, SecretKey, Signature};
 pub use engine::{Context, Contract, Env, Params, SignatureCheck};
 pub use error::{BlockError, ContractError, DecodeError, SignatureError, TxError};
 pub use ledger::{
-    verify_parallel, Genesis, Ledger, Proposal, Signatures, Snapshot, TxOutcome, MAX_GENESIS_LEN,
+    verify_parallel, BlockInfo, Genesis, Ledger, Proposal, Signatures, Snapshot, TxOutcome,
+    MAX_GENESIS_LEN,
 };
 pub use mempool::Mempool;
 pub use node::{replay, Committed, Node, NodeConfig, NodeError, Replay};

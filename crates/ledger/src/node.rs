@@ -206,7 +206,7 @@ impl Node {
                 error: BlockError::Decode(e),
             })?;
             ledger
-                .finalize_block(&block, Signatures::Verify)
+                .apply_block(&block, Signatures::Verify)
                 .map_err(|error| NodeError::BadBlock { height, error })?;
             ledger.commit();
             Ok(())
@@ -401,7 +401,7 @@ pub fn replay(dir: &Path) -> Result<Replay, NodeError> {
         let height = index.saturating_add(1);
         let result = Block::decode(record)
             .map_err(BlockError::Decode)
-            .and_then(|block| ledger.finalize_block(&block, Signatures::Verify));
+            .and_then(|block| ledger.apply_block(&block, Signatures::Verify));
         match result {
             Ok(_) => {
                 ledger.commit();

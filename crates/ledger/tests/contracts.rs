@@ -98,7 +98,7 @@ impl Chain {
         self.ledger.commit().unwrap();
         let replayed = self
             .follower
-            .finalize_block(&proposal.block, Signatures::Verify)
+            .apply_block(&proposal.block, Signatures::Verify)
             .unwrap();
         self.follower.commit().unwrap();
         assert_eq!(replayed, proposal.receipts);

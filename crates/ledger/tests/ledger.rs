@@ -117,33 +117,33 @@ fn rejected_before_execution_change_nothing() {
     let cheap = transfer_tx_with(0, 0, addr(1), 5, |tx| tx.gas_price = 0);
 
     assert_eq!(
-        l.check_tx(&forged, 0),
+        l.check_signed(&forged, 0),
         Err(TxError::Signature(SignatureError::Invalid))
     );
     assert_eq!(
-        l.check_tx(&high_s, 0),
+        l.check_signed(&high_s, 0),
         Err(TxError::Signature(SignatureError::HighS))
     );
     assert!(matches!(
-        l.check_tx(&wrong_chain, 0),
+        l.check_signed(&wrong_chain, 0),
         Err(TxError::WrongChain {
             expected: CHAIN,
             ..
         })
     ));
     assert_eq!(
-        l.check_tx(&skipped, 0),
+        l.check_signed(&skipped, 0),
         Err(TxError::NonceTooHigh {
             expected: 0,
             got: 1
         })
     );
     assert!(matches!(
-        l.check_tx(&cannot_pay, 0),
+        l.check_signed(&cannot_pay, 0),
         Err(TxError::CannotPayFee { .. })
     ));
     assert!(matches!(
-        l.check_tx(&cheap, 0),
+        l.check_signed(&cheap, 0),
         Err(TxError::GasPriceTooLow { .. })
     ));
 
@@ -161,7 +161,7 @@ fn rejected_before_execution_change_nothing() {
     let (receipts, _, _) = block(&mut l, vec![good.clone()]);
     assert_eq!(receipts[0].status, Status::Success);
     assert_eq!(
-        l.check_tx(&good, 0),
+        l.check_signed(&good, 0),
         Err(TxError::NonceTooLow {
             expected: 1,
             got: 0
@@ -233,7 +233,7 @@ fn blocks_replay_to_the_same_roots_and_bad_blocks_are_refused() {
         let bytes = blk.encode().unwrap();
         let decoded = Block::decode(&bytes).unwrap();
         assert_eq!(&decoded, blk);
-        b.finalize_block(&decoded, Signatures::Verify).unwrap();
+        b.apply_block(&decoded, Signatures::Verify).unwrap();
         b.commit();
         assert_eq!(b.head(), &blk.header);
     }
@@ -246,14 +246,14 @@ fn blocks_replay_to_the_same_roots_and_bad_blocks_are_refused() {
     let mut bad = blocks[0].clone();
     bad.header.state_root.0[0] ^= 1;
     assert!(matches!(
-        c.finalize_block(&bad, Signatures::Verify),
+        c.apply_block(&bad, Signatures::Verify),
         Err(BlockError::RootMismatch { which: "state", .. })
     ));
     assert_eq!(c.state_mut().root(), root);
     let mut bad = blocks[0].clone();
     bad.header.parent.0[0] ^= 1;
     assert!(matches!(
-        c.finalize_block(&bad, Signatures::Verify),
+        c.apply_block(&bad, Signatures::Verify),
         Err(BlockError::Parent { .. })
     ));
     let mut bad = blocks[0].clone();
@@ -262,11 +262,11 @@ fn blocks_replay_to_the_same_roots_and_bad_blocks_are_refused() {
     bad.txs[0] = forged;
     bad.header.tx_root = bad.compute_tx_root();
     assert!(matches!(
-        c.finalize_block(&bad, Signatures::Verify),
+        c.apply_block(&bad, Signatures::Verify),
         Err(BlockError::Tx { index: 0, .. })
     ));
     assert_eq!(c.state_mut().root(), root);
-    c.finalize_block(&blocks[0], Signatures::Verify).unwrap();
+    c.apply_block(&blocks[0], Signatures::Verify).unwrap();
 }
 
 #[test]
@@ -310,7 +310,7 @@ proptest! {
         }
         for chunk in txs.chunks(5) {
             let (_, _, blk) = block(&mut a, chunk.to_vec());
-            b.finalize_block(&blk, Signatures::Verify).unwrap();
+            b.apply_block(&blk, Signatures::Verify).unwrap();
             b.commit();
             prop_assert_eq!(a.head(), b.head());
             prop_assert_eq!(a.state().total_balance(), a.supply());
@@ -446,8 +446,7 @@ fn cheque_signatures_checked_in_parallel_or_in_order_give_the_same_block() {
         &mut a,
         vec![signed(0, 0, deposit.clone()), signed(2, 0, deposit)],
     );
-    b.finalize_block(&first, Signatures::AlreadyVerified)
-        .unwrap();
+    b.apply_block(&first, Signatures::AlreadyVerified).unwrap();
     b.commit();
     // A good cheque, and one from payer 2's book signed by payer 0.
     let txs = vec![signed(1, 0, cash(0, 0, 700)), signed(1, 1, cash(2, 0, 500))];
@@ -456,12 +455,88 @@ fn cheque_signatures_checked_in_parallel_or_in_order_give_the_same_block() {
     assert_eq!(receipts[0].status, Status::Success);
     assert_eq!(receipts[1].status, Status::Reverted);
     // `a` found the cheque signatures verified in parallel; `b` checks them in order.
-    b.finalize_block(&second, Signatures::AlreadyVerified)
-        .unwrap();
+    b.apply_block(&second, Signatures::AlreadyVerified).unwrap();
     b.commit();
     assert_eq!(a.head(), b.head());
     assert_eq!(
         a.account(&addr(1)).balance,
         1_000_000 + 700 - receipts[0].gas_used - receipts[1].gas_used
     );
+}
+
+#[test]
+fn abci_shaped_interface_replicates_between_two_ledgers() {
+    use tessera_ledger::{Application, BlockInfo};
+    let mut proposer = ledger(3, 1_000_000);
+    let mut validator = ledger(3, 1_000_000);
+    let good: Vec<Vec<u8>> = (0..3)
+        .map(|n| transfer_tx(0, n, addr(1), 10).as_bytes().to_vec())
+        .collect();
+    for tx in &good {
+        proposer.check_tx(tx).unwrap();
+    }
+    // check_tx remembers what it admitted: a replay and a gap are refused.
+    assert!(matches!(
+        proposer.check_tx(&good[1]),
+        Err(TxError::NonceTooLow {
+            expected: 3,
+            got: 1
+        })
+    ));
+    let gap = transfer_tx(0, 5, addr(1), 10).as_bytes().to_vec();
+    assert!(matches!(
+        proposer.check_tx(&gap),
+        Err(TxError::NonceTooHigh { .. })
+    ));
+    let forged = SignedTransaction::sign(
+        transfer_tx(1, 0, addr(0), 1).tx().clone(),
+        &SecretKey::test_account(2),
+    )
+    .unwrap()
+    .as_bytes()
+    .to_vec();
+    let info = BlockInfo {
+        height: 1,
+        time_ms: 5_000,
+        proposer: PROPOSER,
+    };
+    let mut candidates = good.clone();
+    candidates.extend([gap, forged.clone(), b"junk".to_vec()]);
+    let chosen = proposer.prepare_proposal(&info, candidates);
+    assert_eq!(chosen, good, "only the good transactions are proposed");
+    validator.process_proposal(&info, &chosen).unwrap();
+    let mut with_forged = chosen.clone();
+    with_forged.push(forged);
+    assert!(matches!(
+        validator.process_proposal(&info, &with_forged),
+        Err(BlockError::Tx { index: 3, .. })
+    ));
+    let a = proposer.finalize_block(&info, &chosen).unwrap();
+    let b = validator.finalize_block(&info, &chosen).unwrap();
+    assert_eq!(a.app_hash, b.app_hash);
+    assert_eq!(a.header, b.header);
+    assert!(a.receipts.iter().all(|r| r.status == Status::Success));
+    assert_eq!(Application::commit(&mut proposer), Some(a.header.clone()));
+    Application::commit(&mut validator);
+
+    // A decided block may carry a transaction that cannot run at its turn (here a replay):
+    // both sides record it as rejected, charge nothing, and still agree.
+    let info = BlockInfo {
+        height: 2,
+        time_ms: 6_000,
+        proposer: PROPOSER,
+    };
+    let txs = vec![
+        good[0].clone(),
+        transfer_tx(1, 0, addr(2), 5).as_bytes().to_vec(),
+    ];
+    let a = proposer.finalize_block(&info, &txs).unwrap();
+    let b = validator.finalize_block(&info, &txs).unwrap();
+    assert_eq!(a.app_hash, b.app_hash);
+    assert_eq!(a.receipts[0].status, Status::Rejected);
+    assert_eq!(a.receipts[0].gas_used, 0);
+    assert_eq!(a.receipts[1].status, Status::Success);
+    Application::commit(&mut proposer);
+    assert_eq!(proposer.account(&addr(0)).nonce, 3);
+    assert_eq!(proposer.state().total_balance(), proposer.supply());
 }
