@@ -17,6 +17,45 @@
 //!                                   │
 //!                          commit ──▶ block log (fsync) + snapshots
 //! ```
+//!
+//! ```
+//! use tessera_ledger::contracts::{native, token::TransferArgs, TOKEN};
+//! use tessera_ledger::state::account_key;
+//! use tessera_ledger::{
+//!     Address, Call, Genesis, Ledger, Params, SecretKey, SignedTransaction, Signatures,
+//!     Transaction,
+//! };
+//!
+//! let alice = SecretKey::test_account(0); // test-only key: derived from the index
+//! let bob = SecretKey::test_account(1).public_key().address();
+//! let genesis = Genesis {
+//!     chain_id: 1,
+//!     time_ms: 0,
+//!     params: Params::default(),
+//!     accounts: vec![(alice.public_key().address(), 1_000_000)],
+//! };
+//! let mut ledger = Ledger::from_genesis(&genesis, native())?;
+//! let tx = Transaction {
+//!     chain_id: 1,
+//!     sender: alice.public_key(),
+//!     nonce: 0,
+//!     gas_limit: 20_000,
+//!     gas_price: 1,
+//!     call: Call::new(TOKEN, "transfer", &TransferArgs { to: bob, amount: 250 })?,
+//! };
+//! let tx = SignedTransaction::sign(tx, &alice)?;
+//! let proposal = ledger.propose(1_000, Address::default(), vec![tx], Signatures::Verify)?;
+//! ledger.commit();
+//! assert_eq!(ledger.account(&bob).balance, 250);
+//!
+//! // A light client checks Bob's balance against the block's state root.
+//! let root = proposal.block.header.state_root;
+//! let key = account_key(&bob);
+//! let value = ledger.state().get(&key).map(<[u8]>::to_vec);
+//! let proof = ledger.state_mut().prove(&key);
+//! assert!(proof.verify(&root.0, &key, value.as_deref()).is_ok());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
