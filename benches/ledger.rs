@@ -72,31 +72,36 @@ fn sign(key: &SecretKey, nonce: u64, call: Call) -> SignedTransaction {
     }
 }
 
-/// Runs `txs` through the node in blocks; returns transactions per second.
+/// Runs `txs` through the node in blocks (signatures of the next block checked on all cores
+/// while the current one executes); returns transactions per second.
 fn run(node: &mut Node, txs: Vec<SignedTransaction>) -> f64 {
     let count = txs.len();
     let started = Instant::now();
     let mut txs = txs.into_iter().peekable();
-    let mut now = node.ledger().head().time_ms;
-    while txs.peek().is_some() {
-        let batch: Vec<_> = txs.by_ref().take(BLOCK_TXS).collect();
-        now += 1_000;
-        let refused = node
-            .submit(now, batch)
-            .into_iter()
-            .filter(Result::is_err)
-            .count();
-        let committed = match node.produce(now) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("block failed: {e}");
-                std::process::exit(1)
-            }
-        };
-        if refused > 0 || !committed.rejected.is_empty() {
-            eprintln!("{refused} refused, {} left out", committed.rejected.len());
-            std::process::exit(1)
-        }
+    let batches = std::iter::from_fn(|| {
+        txs.peek()?;
+        Some(txs.by_ref().take(BLOCK_TXS).collect::<Vec<_>>())
+    });
+    let clock = std::cell::Cell::new(node.ledger().head().time_ms);
+    let mut bad = 0;
+    let result = node.run_batches(
+        batches,
+        || {
+            clock.set(clock.get() + 1_000);
+            clock.get()
+        },
+        |admitted, committed| {
+            bad += admitted.iter().filter(|r| r.is_err()).count() + committed.rejected.len();
+            true
+        },
+    );
+    if let Err(e) = result {
+        eprintln!("block failed: {e}");
+        std::process::exit(1)
+    }
+    if bad > 0 {
+        eprintln!("{bad} transactions refused or left out");
+        std::process::exit(1)
     }
     count as f64 / started.elapsed().as_secs_f64()
 }

@@ -336,27 +336,32 @@ fn sign_all(specs: Vec<Spec>, keys: &mut HashMap<u64, SecretKey>) -> Vec<SignedT
     .collect()
 }
 
-/// Submits in block-sized batches and commits each block, printing it once it is durable.
+/// Runs `txs` through the node in block-sized batches (the next batch's signatures are checked
+/// on all cores while the current block executes), printing each block once it is durable.
 fn run(node: &mut Node, txs: Vec<SignedTransaction>, block_txs: usize) -> Result<(), String> {
     let mut txs = txs.into_iter().peekable();
-    while txs.peek().is_some() {
-        let batch: Vec<_> = txs.by_ref().take(block_txs).collect();
-        let now = now_ms();
-        for result in node.submit(now, batch) {
-            if let Err(e) = result {
-                return Err(format!("transaction refused: {e}"));
-            }
+    let batches = std::iter::from_fn(|| {
+        txs.peek()?;
+        Some(txs.by_ref().take(block_txs).collect::<Vec<_>>())
+    });
+    let mut problem = None;
+    node.run_batches(batches, now_ms, |admitted, committed| {
+        if let Some(Err(e)) = admitted.iter().find(|r| r.is_err()) {
+            problem = Some(format!("transaction refused: {e}"));
+            return false;
         }
-        let committed = node.produce(now).map_err(|e| e.to_string())?;
         if let Some((_, _, e)) = committed.rejected.first() {
-            return Err(format!("transaction left out of the block: {e}"));
+            problem = Some(format!("transaction left out of the block: {e}"));
+            return false;
         }
         println!(
             "committed {} {} {}",
             committed.header.height, committed.txs, committed.header.state_root
         );
-    }
-    Ok(())
+        true
+    })
+    .map_err(|e| e.to_string())?;
+    problem.map_or(Ok(()), Err)
 }
 
 fn verify(args: &Args) -> Result<(), String> {

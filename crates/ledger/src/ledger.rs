@@ -433,11 +433,32 @@ impl Ledger {
     /// transaction's own signature check, in order.
     pub fn preverify(&mut self, txs: &[SignedTransaction]) -> Vec<Result<(), SignatureError>> {
         let (results, tags) = self.verify_batch(txs);
+        self.remember_verified(tags);
+        results
+    }
+
+    /// The signatures the calls of `txs` will check, as far as the current state tells
+    /// (sequential and cheap: decoding, no curve arithmetic). With [`verify_prepared`] this is
+    /// [`Ledger::preverify`] split in two, so that the curve work can run on other threads
+    /// while this ledger executes a block.
+    pub fn signature_checks(&self, txs: &[SignedTransaction]) -> Vec<Vec<SignatureCheck>> {
+        txs.iter().map(|stx| self.checks_of(stx)).collect()
+    }
+
+    /// Remembers call signatures that [`verify_prepared`] found valid.
+    pub fn remember_verified(&mut self, tags: Vec<[u8; 32]>) {
         if self.verified.len().saturating_add(tags.len()) > MAX_VERIFIED {
             self.verified.clear();
         }
         self.verified.extend(tags);
-        results
+    }
+
+    fn checks_of(&self, stx: &SignedTransaction) -> Vec<SignatureCheck> {
+        let call = &stx.tx().call;
+        match self.contracts.iter().find(|c| c.name() == call.contract) {
+            Some(c) => c.signature_checks(&self.state, self.chain_id, &call.method, &call.args),
+            None => Vec::new(),
+        }
     }
 
     fn verify_batch(
@@ -446,31 +467,14 @@ impl Ledger {
     ) -> (Vec<Result<(), SignatureError>>, Vec<[u8; 32]>) {
         let work = |stx: &SignedTransaction| -> (Result<(), SignatureError>, Vec<[u8; 32]>) {
             let own = stx.verify();
-            let call = &stx.tx().call;
-            let checks: Vec<SignatureCheck> =
-                match self.contracts.iter().find(|c| c.name() == call.contract) {
-                    Some(c) if own.is_ok() => {
-                        c.signature_checks(&self.state, self.chain_id, &call.method, &call.args)
-                    }
-                    _ => Vec::new(),
-                };
-            let tags = checks
-                .iter()
-                .filter(|c| c.verify().is_ok())
-                .map(SignatureCheck::tag)
-                .collect();
-            (own, tags)
+            let checks = if own.is_ok() {
+                self.checks_of(stx)
+            } else {
+                Vec::new()
+            };
+            (own, valid_tags(&checks))
         };
-        let mut outcomes = parallel_map(txs, &work);
-        // Results lost to a dead thread count as failures, never as verified.
-        outcomes.resize_with(txs.len(), || (Err(SignatureError::Invalid), Vec::new()));
-        let mut results = Vec::with_capacity(txs.len());
-        let mut tags = Vec::new();
-        for (own, t) in outcomes {
-            results.push(own);
-            tags.extend(t);
-        }
-        (results, tags)
+        split_outcomes(parallel_map(txs, &work), txs.len())
     }
 
     fn write_account(&mut self, address: &Address, account: Account) {
@@ -778,6 +782,55 @@ fn parallel_map<T: Sync, U: Send>(items: &[T], f: &(impl Fn(&T) -> U + Sync)) ->
         }
         out
     })
+}
+
+fn valid_tags(checks: &[SignatureCheck]) -> Vec<[u8; 32]> {
+    checks
+        .iter()
+        .filter(|c| c.verify().is_ok())
+        .map(SignatureCheck::tag)
+        .collect()
+}
+
+type Outcome = (Result<(), SignatureError>, Vec<[u8; 32]>);
+
+fn split_outcomes(
+    mut outcomes: Vec<Outcome>,
+    len: usize,
+) -> (Vec<Result<(), SignatureError>>, Vec<[u8; 32]>) {
+    // Results lost to a dead thread count as failures, never as verified.
+    outcomes.resize_with(len, || (Err(SignatureError::Invalid), Vec::new()));
+    let mut results = Vec::with_capacity(len);
+    let mut tags = Vec::new();
+    for (own, t) in outcomes {
+        results.push(own);
+        tags.extend(t);
+    }
+    (results, tags)
+}
+
+/// Verifies, on all cores and without the ledger, the signatures of `txs` and the call
+/// signatures [`Ledger::signature_checks`] listed for them. Returns each transaction's own
+/// result, in order, and the tags of the call signatures that verified (for
+/// [`Ledger::remember_verified`]).
+pub fn verify_prepared(
+    txs: &[SignedTransaction],
+    checks: &[Vec<SignatureCheck>],
+) -> (Vec<Result<(), SignatureError>>, Vec<[u8; 32]>) {
+    let pairs: Vec<(&SignedTransaction, Option<&Vec<SignatureCheck>>)> = txs
+        .iter()
+        .enumerate()
+        .map(|(i, stx)| (stx, checks.get(i)))
+        .collect();
+    let work = |(stx, checks): &(&SignedTransaction, Option<&Vec<SignatureCheck>>)| -> Outcome {
+        let own = stx.verify();
+        let tags = match checks {
+            Some(checks) if own.is_ok() => valid_tags(checks),
+            _ => Vec::new(),
+        };
+        (own, tags)
+    };
+    split_outcomes(parallel_map(&pairs, &work), txs.len())
 }
 
 /// Verifies every transaction's signature, spread over all cores. Results are in input order.

@@ -16,7 +16,7 @@ use crate::block::{Block, BlockHeader, Receipt};
 use crate::contracts;
 use crate::crypto::{Address, Hash};
 use crate::error::{BlockError, DecodeError, TxError};
-use crate::ledger::{Genesis, Ledger, Signatures, Snapshot};
+use crate::ledger::{verify_prepared, Genesis, Ledger, Signatures, Snapshot};
 use crate::log::{latest_snapshot, write_snapshot, BlockLog, LogError, Recovery};
 use crate::mempool::{Mempool, DEFAULT_MEMPOOL_CAP};
 use crate::tx::SignedTransaction;
@@ -271,6 +271,69 @@ impl Node {
             out.push(result);
         }
         out
+    }
+
+    /// Admits and commits `batches`, one block per batch, verifying the signatures of the
+    /// next batch on all cores while the current one executes and is written to disk. This is
+    /// [`Node::submit`] then [`Node::produce`] per batch, overlapped. After each block,
+    /// `on_block` receives the batch's admission results and the committed block (durable by
+    /// then); returning `false` stops.
+    ///
+    /// # Errors
+    /// As [`Node::produce`].
+    pub fn run_batches(
+        &mut self,
+        batches: impl IntoIterator<Item = Vec<SignedTransaction>>,
+        now_ms: impl Fn() -> u64,
+        mut on_block: impl FnMut(&[Result<(), TxError>], &Committed) -> bool,
+    ) -> Result<(), NodeError> {
+        let mut batches = batches.into_iter();
+        let Some(mut current) = batches.next() else {
+            return Ok(());
+        };
+        let checks = self.ledger.signature_checks(&current);
+        let (mut results, mut tags) = verify_prepared(&current, &checks);
+        loop {
+            self.ledger.remember_verified(std::mem::take(&mut tags));
+            let now = now_ms();
+            let admitted: Vec<Result<(), TxError>> = current
+                .into_iter()
+                .zip(std::mem::take(&mut results))
+                .map(|(stx, check)| match check {
+                    Ok(()) => self.mempool.insert_verified(&self.ledger, stx),
+                    Err(e) => Err(TxError::Signature(e)),
+                })
+                .collect();
+            if self.oldest_pending_ms.is_none() && !self.mempool.is_empty() {
+                self.oldest_pending_ms = Some(now);
+            }
+            let next = batches.next();
+            let next_checks = next
+                .as_ref()
+                .map(|b| self.ledger.signature_checks(b))
+                .unwrap_or_default();
+            let (committed, verified) = std::thread::scope(|scope| {
+                let worker = next
+                    .as_ref()
+                    .map(|b| scope.spawn(|| verify_prepared(b, &next_checks)));
+                let committed = self.produce(now);
+                let verified = worker.map(|w| w.join());
+                (committed, verified)
+            });
+            let committed = committed?;
+            if !on_block(&admitted, &committed) {
+                return Ok(());
+            }
+            let Some(next) = next else {
+                return Ok(());
+            };
+            (results, tags) = match verified {
+                Some(Ok(v)) => v,
+                // The worker died: verify again here rather than trust anything.
+                _ => verify_prepared(&next, &next_checks),
+            };
+            current = next;
+        }
     }
 
     /// When the next block is due (ms), if anything is pending.

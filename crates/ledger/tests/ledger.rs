@@ -540,3 +540,45 @@ fn abci_shaped_interface_replicates_between_two_ledgers() {
     assert_eq!(proposer.account(&addr(0)).nonce, 3);
     assert_eq!(proposer.state().total_balance(), proposer.supply());
 }
+
+#[test]
+fn pipelined_batches_commit_every_block_durably() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::init(dir.path(), &genesis(4, 1_000_000), node_config()).unwrap();
+    let batches: Vec<Vec<SignedTransaction>> = (0..5u64)
+        .map(|round| {
+            (0..4)
+                .map(|i| transfer_tx(i, round, addr((i + 1) % 4), 3))
+                .collect()
+        })
+        .collect();
+    // A forged transaction in the third batch is refused at admission, the rest go through.
+    let mut batches = batches;
+    batches[2][3] =
+        SignedTransaction::sign(batches[2][3].tx().clone(), &SecretKey::test_account(0)).unwrap();
+    let mut seen = Vec::new();
+    node.run_batches(
+        batches,
+        || 5_000,
+        |admitted, committed| {
+            seen.push((
+                admitted.iter().filter(|r| r.is_ok()).count(),
+                committed.txs,
+                committed.header.height,
+            ));
+            true
+        },
+    )
+    .unwrap();
+    // Sender 3 lost its round-2 transaction, so its later nonces leave a gap: rounds 3 and 4
+    // of sender 3 are refused too.
+    assert_eq!(
+        seen,
+        vec![(4, 4, 1), (4, 4, 2), (3, 3, 3), (3, 3, 4), (3, 3, 5)]
+    );
+    let head = node.ledger().head().clone();
+    drop(node);
+    let replay = tessera_ledger::replay(dir.path()).unwrap();
+    assert!(replay.failure.is_none());
+    assert_eq!(replay.head, head);
+}
