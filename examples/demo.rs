@@ -10,7 +10,13 @@
 //! serving the content and two downloaders of our own that fetch it from the seeder and from
 //! each other over TCP, verifying every piece (SHA-1 and SHA-256 merkle) before writing it,
 //! with a progress line and a summary, and finally a parallel recheck of what landed on disk.
-//! Later capabilities (the DHT, payments) extend this same demo.
+//! Last, it settles the transfer on the incentive ledger (a single-node sequencer in the same
+//! temporary directory): the creator registers the torrent's info hashes with a price and a
+//! royalty, the downloaders fund chequebooks and hand the seeder one off-chain cheque per
+//! verified piece, the seeder cashes the latest cheque from each, the royalty goes to the
+//! creator, and the chain is replayed and checked from genesis. (Every piece is paid to the
+//! seeder here; paying whichever peer served it is the swarm's job once payments are wired
+//! into the engine.) The DHT will extend this same demo.
 
 use std::error::Error;
 use std::net::SocketAddr;
@@ -143,14 +149,200 @@ fn run() -> Result<(), Box<dyn Error>> {
     println!();
     println!("magnet:       {uri}");
 
-    swarm(meta, tmp.path(), tmp.path())?;
+    let pieces = swarm(&meta, tmp.path(), tmp.path())?;
+    settle(&meta, &pieces, &tmp.path().join("ledger"))?;
+    Ok(())
+}
+
+/// Accounts of the settlement (test keys, derived from their index: demo only).
+const CREATOR: u64 = 0;
+const SEEDER: u64 = 1;
+const CHAIN_ID: u64 = 1;
+/// Price of the content, in tokens per KiB served, and the creator's royalty.
+const PRICE_PER_KIB: u64 = 2;
+const ROYALTY_BPS: u16 = 1_500;
+
+/// Settles the swarm on the ledger: registration, deposits, cheques per verified piece,
+/// cash-outs, royalties, and a replay of the chain.
+fn settle(meta: &Metainfo, pieces: &[Verified], dir: &Path) -> Result<(), Box<dyn Error>> {
+    use tessera::ledger::cheque::{ChequeIssuer, ChequeReceiver, ContentId};
+    use tessera::ledger::contracts::{chequebook, registry, CHEQUEBOOK, REGISTRY};
+    use tessera::ledger::{
+        replay, Call, Genesis, Node, NodeConfig, Params, SecretKey, SignedTransaction, Transaction,
+    };
+
+    let key = SecretKey::test_account;
+    let address = |i: u64| key(i).public_key().address();
+    let payers: Vec<u64> = (0..pieces.len() as u64).map(|i| 2 + i).collect();
+    let start = 1_000_000u64;
+    let genesis = Genesis {
+        chain_id: CHAIN_ID,
+        time_ms: 0,
+        params: Params::default(),
+        accounts: [CREATOR, SEEDER]
+            .iter()
+            .chain(&payers)
+            .map(|i| (address(*i), start))
+            .collect(),
+    };
+    let mut node = Node::init(dir, &genesis, NodeConfig::default())?;
+    let mut nonces = std::collections::HashMap::new();
+    let mut tx = |from: u64, call: Call| -> Result<SignedTransaction, Box<dyn Error>> {
+        let nonce = nonces.entry(from).or_insert(0u64);
+        let t = Transaction {
+            chain_id: CHAIN_ID,
+            sender: key(from).public_key(),
+            nonce: *nonce,
+            gas_limit: 50_000,
+            gas_price: 1,
+            call,
+        };
+        *nonce += 1;
+        Ok(SignedTransaction::sign(t, &key(from))?)
+    };
+    // Commits one block and returns the fee each sender paid in it.
+    let commit = |node: &mut Node,
+                  txs: Vec<(u64, SignedTransaction)>|
+     -> Result<Vec<(u64, u64)>, Box<dyn Error>> {
+        let now = node.ledger().head().time_ms + 1_000;
+        let senders: Vec<u64> = txs.iter().map(|(s, _)| *s).collect();
+        for r in node.submit(now, txs.into_iter().map(|(_, t)| t).collect()) {
+            r?;
+        }
+        let block = node.produce(now)?;
+        if let Some(failed) = block.receipts.iter().find(|r| r.error.is_some()) {
+            return Err(format!("ledger: a transaction failed: {:?}", failed.error).into());
+        }
+        Ok(senders
+            .into_iter()
+            .zip(block.receipts.iter().map(|r| r.gas_used))
+            .collect())
+    };
+    let mut fees = std::collections::HashMap::<u64, u64>::new();
+
+    // The creator registers the content under both info hashes; the downloaders fund
+    // chequebooks with what the whole torrent costs.
+    let hashes = meta.info_hashes();
+    let v1 = hashes.v1.map(|h| *h.as_bytes());
+    let v2 = hashes.v2.map(|h| *h.as_bytes());
+    let content = v2
+        .map(ContentId::V2)
+        .or(v1.map(ContentId::V1))
+        .ok_or("no info hash")?;
+    let price_of = |bytes: u64| bytes.div_ceil(1024) * PRICE_PER_KIB;
+    let whole: u64 = (0..meta.num_pieces())
+        .map(|p| price_of(meta.piece_size(p)))
+        .sum();
+    let register = registry::RegisterArgs {
+        v1,
+        v2,
+        price_per_byte: 0,
+        royalty_bps: ROYALTY_BPS,
+    };
+    let mut txs = vec![(
+        CREATOR,
+        tx(CREATOR, Call::new(REGISTRY, "register", &register)?)?,
+    )];
+    for p in &payers {
+        let deposit = chequebook::DepositArgs { amount: whole };
+        txs.push((*p, tx(*p, Call::new(CHEQUEBOOK, "deposit", &deposit)?)?));
+    }
+    for (sender, fee) in commit(&mut node, txs)? {
+        *fees.entry(sender).or_default() += fee;
+    }
+
+    // Off chain: one cheque per verified piece, each for the running total; the seeder checks
+    // every one (signature, chain, beneficiary, that it is newer) and keeps the latest.
+    let mut receiver = ChequeReceiver::new(CHAIN_ID, address(SEEDER));
+    let started = Instant::now();
+    let mut cheques = 0u64;
+    for (p, (_, sizes)) in payers.iter().zip(pieces) {
+        let mut issuer = ChequeIssuer::new(key(*p), CHAIN_ID);
+        for size in sizes {
+            let cheque = issuer.pay(address(SEEDER), Some(content), price_of(*size))?;
+            receiver.receive(&cheque, &key(*p).public_key())?;
+            cheques += 1;
+        }
+    }
+    let off_chain = started.elapsed();
+
+    // On chain: the seeder cashes the latest cheque from each downloader.
+    let mut txs = Vec::new();
+    for p in &payers {
+        let best = receiver
+            .best(&address(*p), Some(content))
+            .ok_or("no cheque")?;
+        let cash = chequebook::CashArgs {
+            cheque: best.encode()?,
+        };
+        txs.push((SEEDER, tx(SEEDER, Call::new(CHEQUEBOOK, "cash", &cash)?)?));
+    }
+    for (sender, fee) in commit(&mut node, txs)? {
+        *fees.entry(sender).or_default() += fee;
+    }
+
+    // What each side gained or spent, fees aside (gas price 1: a fee is the gas used).
+    let net = |i: u64| {
+        let balance = node.ledger().account(&address(i)).balance;
+        i128::from(balance) - i128::from(start) + i128::from(fees.get(&i).copied().unwrap_or(0))
+    };
+    println!();
+    println!(
+        "ledger:       {cheques} cheques signed and checked off chain in {:.1} ms; content registered with a {}% royalty",
+        off_chain.as_secs_f64() * 1e3,
+        f64::from(ROYALTY_BPS) / 100.0
+    );
+    for (p, (name, sizes)) in payers.iter().zip(pieces) {
+        let paid = chequebook::paid(
+            node.ledger().state(),
+            &address(*p),
+            &address(SEEDER),
+            Some(&content),
+        );
+        println!(
+            "{name}:       paid {paid} tokens for {} pieces by cheque, {} in fees",
+            sizes.len(),
+            fees.get(p).copied().unwrap_or(0)
+        );
+        if -net(*p) != i128::from(paid) {
+            return Err(format!(
+                "ledger: {name} spent {} but its cheques paid {paid}",
+                -net(*p)
+            )
+            .into());
+        }
+    }
+    println!(
+        "seeder:       earned {} tokens; creator earned {} in royalties",
+        net(SEEDER),
+        net(CREATOR)
+    );
+    let paid_total: i128 = payers.iter().map(|p| -net(*p)).sum();
+    if net(SEEDER) + net(CREATOR) != paid_total {
+        return Err("ledger: seeder and creator income differ from what was paid".into());
+    }
+    let head = node.ledger().head().clone();
+    drop(node);
+    let report = replay(dir)?;
+    if report.failure.is_some() || report.head != head || report.total_balance != report.supply {
+        return Err("ledger: replay from genesis does not match".into());
+    }
+    println!(
+        "ledger:       height {}, state root {}, replayed from genesis: ok, supply {} unchanged",
+        head.height, head.state_root, report.supply
+    );
     Ok(())
 }
 
 /// Seeds the content from `seed_dir` on 127.0.0.1 and downloads it with two peers of our own
 /// into fresh directories: each asks the seeder, the second the first one as well, and PEX
 /// tells them about any peer they missed. Then rechecks what landed on disk.
-fn swarm(meta: Metainfo, seed_dir: &Path, work: &Path) -> Result<(), Box<dyn Error>> {
+/// A downloader's name and the sizes of the pieces it verified.
+type Verified = (&'static str, Vec<u64>);
+
+/// Returns, per downloader, the sizes of the pieces it verified.
+fn swarm(meta: &Metainfo, seed_dir: &Path, work: &Path) -> Result<Vec<Verified>, Box<dyn Error>> {
+    let meta = meta.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -232,11 +424,18 @@ fn swarm(meta: Metainfo, seed_dir: &Path, work: &Path) -> Result<(), Box<dyn Err
             elapsed.as_secs_f64() * 1e3,
             bytes as f64 / elapsed.as_secs_f64().max(1e-9) / 1e6
         );
+        let verified = downloaders
+            .iter()
+            .map(|(name, _, d)| {
+                let n = d.progress().pieces;
+                (*name, (0..n).map(|p| layout.piece_size(p)).collect())
+            })
+            .collect();
         for (_, _, d) in &downloaders {
             d.shutdown();
         }
         seeder.shutdown();
-        Ok(())
+        Ok(verified)
     })
 }
 
