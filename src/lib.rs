@@ -16,6 +16,7 @@
 /// The `bytes` crate, whose `Bytes`/`BytesMut` carry payloads through the wire codec.
 pub use bytes;
 pub use tessera_bencode as bencode;
+pub use tessera_dht as dht;
 pub use tessera_ledger as ledger;
 pub use tessera_metainfo as metainfo;
 pub use tessera_store as store;
