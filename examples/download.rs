@@ -2,8 +2,12 @@
 //!
 //! ```text
 //! cargo run --release --example download -- <FILE.torrent | MAGNET-URI> --out <DIR> \
-//!     [--peer IP:PORT]... [--listen IP:PORT] [--quiet]
+//!     [--peer IP:PORT]... [--listen IP:PORT] [--dht-bootstrap HOST:PORT]... [--quiet]
 //! ```
+//!
+//! Peers come from `--peer`, from the magnet link's `x.pe`, and from the Mainline DHT: the DHT
+//! is used when `--dht-bootstrap` names a node to join through, or when neither a peer nor
+//! `--listen` is given (a bare magnet link), joining through the well-known public routers.
 //!
 //! It first prints `have N/M pieces` — what is already verified in DIR (from its resume record,
 //! or by checking the files) — then a progress bar unless `--quiet`. Once every piece is
@@ -20,6 +24,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use tessera::dht::driver::Dht;
+use tessera::dht::NodeConfig;
 use tessera::metainfo::{Magnet, Metainfo};
 use tessera::store::{FileBackend, FileBackendOptions, Layout, ResumeData, ResumeWriter};
 use tessera::swarm::driver::{
@@ -35,11 +41,19 @@ struct Args {
     out: PathBuf,
     peers: Vec<SocketAddr>,
     listen: Option<SocketAddr>,
+    dht_bootstrap: Vec<String>,
     quiet: bool,
 }
 
+/// Public DHT routers, used when a download has no other way to find peers.
+const DHT_ROUTERS: &[&str] = &[
+    "router.bittorrent.com:6881",
+    "dht.transmissionbt.com:6881",
+    "router.utorrent.com:6881",
+];
+
 fn usage() -> String {
-    "usage: download <FILE.torrent | MAGNET-URI> --out <DIR> [--peer IP:PORT]... [--listen IP:PORT] [--quiet]".into()
+    "usage: download <FILE.torrent | MAGNET-URI> --out <DIR> [--peer IP:PORT]... [--listen IP:PORT] [--dht-bootstrap HOST:PORT]... [--quiet]".into()
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -48,6 +62,7 @@ fn parse_args() -> Result<Args, String> {
     let mut out = None;
     let mut peers = Vec::new();
     let mut listen = None;
+    let mut dht_bootstrap = Vec::new();
     let mut quiet = false;
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -56,6 +71,7 @@ fn parse_args() -> Result<Args, String> {
                 let v = it.next().ok_or_else(usage)?;
                 peers.push(v.parse().map_err(|_| format!("bad peer address {v:?}"))?);
             }
+            "--dht-bootstrap" => dht_bootstrap.push(it.next().ok_or_else(usage)?),
             "--listen" => {
                 let v = it.next().ok_or_else(usage)?;
                 listen = Some(v.parse().map_err(|_| format!("bad listen address {v:?}"))?);
@@ -72,6 +88,7 @@ fn parse_args() -> Result<Args, String> {
         out: out.ok_or_else(usage)?,
         peers,
         listen,
+        dht_bootstrap,
         quiet,
     })
 }
@@ -101,6 +118,41 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Joins the DHT (through `--dht-bootstrap`, or the public routers) and lets the swarm find
+/// peers there, announcing our listen port if we have one.
+async fn start_dht(driver: &Driver, args: &Args) -> Result<(), String> {
+    let names: Vec<String> = if args.dht_bootstrap.is_empty() {
+        DHT_ROUTERS.iter().map(|s| (*s).to_owned()).collect()
+    } else {
+        args.dht_bootstrap.clone()
+    };
+    let mut boot = Vec::new();
+    for name in &names {
+        if let Ok(addrs) = tokio::net::lookup_host(name.as_str()).await {
+            boot.extend(addrs.filter(SocketAddr::is_ipv4));
+        }
+    }
+    if boot.is_empty() {
+        return Err(format!(
+            "no peers to download from: give --peer IP:PORT, or a DHT node with --dht-bootstrap \
+             ({} did not resolve)",
+            names.join(", ")
+        ));
+    }
+    let bind = SocketAddr::new(args.listen.map_or([0, 0, 0, 0].into(), |a| a.ip()), 0);
+    let mut config = NodeConfig::default();
+    // Loopback and private addresses may share an IP (tests, LANs); public ones may not.
+    config.routing.restrict_ips = false;
+    config.lookup.restrict_ips = false;
+    config.seed = std::process::id().into();
+    let dht = Dht::bind(bind, config)
+        .await
+        .map_err(|e| format!("DHT socket on {bind}: {e}"))?;
+    dht.bootstrap(boot).await.map_err(|e| e.to_string())?;
+    driver.discover_with_dht(dht, args.listen.map(|a| a.port()), Duration::from_secs(10));
+    Ok(())
 }
 
 async fn run(args: Args) -> Result<(), String> {
@@ -157,8 +209,8 @@ async fn run(args: Args) -> Result<(), String> {
             .await
             .map_err(|e| format!("listen on {addr}: {e}"))?;
     }
-    if peers.is_empty() && args.listen.is_none() {
-        return Err("no peers to download from (give --peer IP:PORT)".into());
+    if !args.dht_bootstrap.is_empty() || (peers.is_empty() && args.listen.is_none()) {
+        start_dht(&driver, &args).await?;
     }
     for p in &peers {
         driver.connect(*p);

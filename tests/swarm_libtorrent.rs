@@ -616,6 +616,41 @@ fn libtorrent_seeds_we_download_from_a_magnet(version: &str) {
     assert_same_content(&content, &out, "our download");
 }
 
+/// A bare magnet link (no peer address at all): our download joins the DHT through
+/// libtorrent's DHT node, learns the seeder's address there (libtorrent announces it to the
+/// nodes it knows, ours among them), and downloads.
+#[test]
+fn libtorrent_seeds_we_download_from_a_bare_magnet_through_the_dht() {
+    if !common::libtorrent_available() {
+        return;
+    }
+    let deadline = Deadline::start();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    let content = multi_file(&src);
+    let made = lt_make(&content, "v1", SMALL_PIECE, &deadline);
+    let seeder = lt_seed(&made.torrent, &src, &["--dht"], &deadline);
+    let addr = seeder.wait_listening(&deadline);
+    // The magnet link without any x.pe: only the info hash.
+    let bare = made.magnet.split('&').next().unwrap().to_owned();
+    assert!(
+        bare.starts_with("magnet:?xt=urn:btih:") && !bare.contains("x.pe"),
+        "{bare}"
+    );
+    let out = dir.path().join("out");
+    let mut cmd = Command::new(examples_dir().join("download"));
+    // libtorrent's DHT listens on the same port as its TCP listener, over UDP.
+    cmd.arg(&bare)
+        .arg("--out")
+        .arg(&out)
+        .arg("--quiet")
+        .args(["--dht-bootstrap", &addr]);
+    let mut ours = Proc::spawn("our download (DHT)", &mut cmd);
+    let stdout = ours.wait_success(&deadline);
+    assert_fresh_download(&stdout, &made, &content);
+    assert_same_content(&content, &out, "our download (DHT)");
+}
+
 // ---------------------------------------------------------------------------------------------
 // We seed, libtorrent downloads
 

@@ -113,8 +113,20 @@ def session_settings(port):
     }
 
 
-def make_session(port):
-    s = lt.session(session_settings(port))
+def make_session(port, dht=False):
+    settings = session_settings(port)
+    if dht:
+        settings.update(
+            {
+                "enable_dht": True,
+                "dht_bootstrap_nodes": "",
+                "dht_restrict_routing_ips": False,
+                "dht_restrict_search_ips": False,
+                "dht_block_ratelimit": 100000,
+                "dht_upload_rate_limit": 1000000,
+            }
+        )
+    s = lt.session(settings)
     # Loopback only, whatever peers are learnt through PEX.
     f = lt.ip_filter()
     f.add_rule("0.0.0.0", "255.255.255.255", 1)
@@ -220,7 +232,7 @@ def cmd_seed(args):
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
 
-    s = make_session(args.port)
+    s = make_session(args.port, dht=args.dht)
     port = wait_listening(s, args.port, deadline)
     h = s.add_torrent(torrent_params(args.torrent, args.save_path))
     if args.upload_limit:
@@ -246,7 +258,12 @@ def cmd_seed(args):
 
     print("listening on 127.0.0.1:%d" % port, flush=True)
     last_report = 0.0
+    last_announce = 0.0
     while not stop.is_set() and time.monotonic() < deadline:
+        if args.dht and time.monotonic() - last_announce >= 1.0:
+            # Announce to whatever nodes libtorrent's DHT knows by now (ours, once it joins).
+            last_announce = time.monotonic()
+            h.force_dht_announce()
         try:
             ready, _, _ = select.select([sys.stdin], [], [], 0.1)
         except InterruptedError:
@@ -350,6 +367,12 @@ def main():
     seed.add_argument("--timeout", type=float, default=120.0)
     seed.add_argument("--upload-limit", type=int, default=0, help="bytes per second, 0: none")
     seed.add_argument("--progress", action="store_true")
+    seed.add_argument(
+        "--dht",
+        action="store_true",
+        help="run libtorrent's DHT on the listen port (loopback allowed, no bootstrap nodes) "
+        "and announce the torrent there every second",
+    )
     seed.set_defaults(func=cmd_seed)
 
     dl = sub.add_parser("download", help="download from given peers")

@@ -47,12 +47,11 @@ pub fn peer_len(addr: &SocketAddr) -> usize {
 /// Reads a compact peer of exactly 6 (IPv4) or 18 (IPv6) bytes; `None` for any other length.
 #[inline]
 pub fn peer(bytes: &[u8]) -> Option<SocketAddr> {
-    if let Ok(b) = <&[u8; PEER_V4_LEN]>::try_from(bytes) {
-        let [a, b, c, d, p0, p1] = *b;
-        Some(SocketAddr::V4(SocketAddrV4::new(
-            Ipv4Addr::new(a, b, c, d),
-            u16::from_be_bytes([p0, p1]),
-        )))
+    if bytes.len() == PEER_V4_LEN {
+        let (ip, port) = bytes.split_at_checked(4)?;
+        let ip = u32::from_be_bytes(ip.try_into().ok()?);
+        let port = u16::from_be_bytes(port.try_into().ok()?);
+        Some(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(ip), port)))
     } else if let Ok(b) = <&[u8; PEER_V6_LEN]>::try_from(bytes) {
         let (ip, port) = b.split_at(16);
         let ip: [u8; 16] = ip.try_into().ok()?;

@@ -16,9 +16,12 @@
 //!
 //! # Decoding
 //!
-//! [`decode`] reads one datagram of at most [`MAX_DATAGRAM`] bytes. The bencode is decoded
-//! leniently (unsorted or duplicate keys, leading zeros and trailing bytes are accepted; of
-//! duplicate keys the first counts), nested at most [`MAX_DEPTH`] levels deep. Then:
+//! [`decode`] reads one datagram of at most [`MAX_DATAGRAM`] bytes in a single pass, with a
+//! bencode reader of its own that allocates nothing and accepts exactly what
+//! [`tessera_bencode`] accepts in lenient mode: unsorted or duplicate keys (of duplicates the
+//! first counts), leading zeros, `-0` and bytes after the message are tolerated; nesting is
+//! limited to [`MAX_DEPTH`] levels; anything else that is not bencode, even under a key that is
+//! otherwise ignored, is an error. Then:
 //!
 //! * the message type is taken from `y`; unknown keys are ignored everywhere;
 //! * a response is decoded without knowing which query it answers: every field but `id` is
@@ -1027,10 +1030,11 @@ fn node_list(v: Slot<'_>, len: usize, reason: &'static str) -> Result<Vec<Contac
     if bytes.len() % len != 0 || bytes.len() / len > MAX_NODES {
         return Err(Fault::Malformed(reason));
     }
-    bytes
-        .chunks_exact(len)
-        .map(|c| compact::node(c).ok_or(Fault::Malformed(reason)))
-        .collect()
+    let mut out = Vec::with_capacity(bytes.len() / len);
+    for chunk in bytes.chunks_exact(len) {
+        out.push(compact::node(chunk).ok_or(Fault::Malformed(reason))?);
+    }
+    Ok(out)
 }
 
 /// `values`: a list of compact peers; entries that are not 6- or 18-byte strings are skipped.

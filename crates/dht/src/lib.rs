@@ -8,6 +8,8 @@
 pub mod bep44;
 pub mod bloom;
 pub mod compact;
+#[cfg(feature = "tokio")]
+pub mod driver;
 pub mod fuzzing;
 pub mod id;
 pub mod krpc;

@@ -15,6 +15,7 @@
 //! deterministically in one process.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, DefaultHasher};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -218,6 +219,13 @@ const ANSWER_NODES: usize = 8;
 const MAX_SAMPLES: usize = 20;
 /// How often tables are maintained and stores expired.
 const MAINTENANCE: Duration = Duration::from_secs(5);
+/// Largest answer we send: a 1,500-byte Ethernet frame less the IPv4 and UDP headers. A longer
+/// answer loses contacts (of the other family first), then peers, until it fits.
+pub const MAX_ANSWER: usize = 1472;
+
+/// A map keyed by values we choose ourselves (transaction and lookup ids): a fixed hasher, so
+/// that its iteration order and capacity, like everything else, follow from the seed alone.
+type OwnMap<K, V> = HashMap<K, V, BuildHasherDefault<DefaultHasher>>;
 
 /// A Mainline DHT node.
 #[derive(Debug)]
@@ -226,15 +234,17 @@ pub struct Node {
     own: Id,
     table4: RoutingTable,
     table6: RoutingTable,
-    pending: HashMap<u16, Pending>,
+    pending: OwnMap<u16, Pending>,
     next_tid: u16,
-    lookups: HashMap<LookupId, Active>,
+    lookups: OwnMap<LookupId, Active>,
     next_lookup: u64,
     self_lookup: Option<LookupId>,
     tokens: TokenSecrets,
     peers: PeerStore,
     items: ItemStore,
     rate: HashMap<IpAddr, (u64, Instant)>,
+    /// When the full rate table was last swept for refilled entries.
+    rate_swept: Option<Instant>,
     transmit: VecDeque<Transmit>,
     events: VecDeque<Event>,
     rng: u64,
@@ -295,6 +305,7 @@ impl Node {
         lookup.own_id = Some(own);
         lookup.restrict_ips = routing.restrict_ips;
         let mut config = config;
+        let config_pings = config.pings_per_sec;
         config.lookup = lookup;
         Node {
             table4: RoutingTable::new(own, routing.clone(), now),
@@ -304,12 +315,13 @@ impl Node {
             tokens: TokenSecrets::new(seed, now),
             config,
             own,
-            pending: HashMap::new(),
+            pending: OwnMap::default(),
             next_tid: (rng & 0xffff) as u16,
-            lookups: HashMap::new(),
+            lookups: OwnMap::default(),
             next_lookup: 1,
             self_lookup: None,
             rate: HashMap::new(),
+            rate_swept: None,
             transmit: VecDeque::new(),
             events: VecDeque::new(),
             rng,
@@ -318,7 +330,7 @@ impl Node {
             external: None,
             stats: NodeStats::default(),
             scratch: Vec::with_capacity(512),
-            pings: (0, now),
+            pings: (u64::from(config_pings) * 2000, now),
             refresh_after_bootstrap: false,
             bootstrap_addrs: Vec::new(),
         }
@@ -347,6 +359,11 @@ impl Node {
     /// Peers stored for others.
     pub fn peer_store(&self) -> &PeerStore {
         &self.peers
+    }
+
+    /// Queries of ours awaiting an answer (at most [`NodeConfig::max_in_flight`]).
+    pub fn in_flight(&self) -> usize {
+        self.pending.len()
     }
 
     /// Approximate heap memory held by the node's tables and stores.
@@ -520,19 +537,44 @@ impl Node {
         seeds.extend(self.table6.closest(&target, self.config.lookup.k));
         let id = LookupId(self.next_lookup);
         self.next_lookup += 1;
+        // Peers announced to us count too: in a small network we may be the closest node.
+        let local = match &kind {
+            Kind::GetPeers { info_hash, .. } => {
+                let sample = splitmix(&mut self.rng);
+                let mut found =
+                    self.peers
+                        .get(info_hash, false, self.config.max_values, false, sample);
+                found.extend(self.peers.get(
+                    info_hash,
+                    true,
+                    self.config.max_values,
+                    false,
+                    sample,
+                ));
+                found
+            }
+            _ => Vec::new(),
+        };
         self.lookups.insert(
             id,
             Active {
                 kind,
                 lookup: Lookup::new(target, seeds, self.config.lookup.clone(), now),
                 tokens: HashMap::new(),
-                peers: Vec::new(),
-                seen_peers: HashSet::new(),
+                peers: local.clone(),
+                seen_peers: local.iter().copied().collect(),
                 item: None,
                 storing: None,
                 stored: 0,
             },
         );
+        if !local.is_empty() {
+            self.events.push_back(Event::PeersFound {
+                lookup: id,
+                info_hash: target,
+                peers: local,
+            });
+        }
         self.drive(now, id);
         Some(id)
     }
@@ -713,8 +755,13 @@ impl Node {
         let cap = u64::from(self.config.burst_per_ip) * 1000;
         if !self.rate.contains_key(&ip) && self.rate.len() >= self.config.max_rate_entries {
             // Forget addresses that have refilled completely; if none has, refuse newcomers
-            // rather than grow.
+            // rather than grow. A sweep is a pass over the whole table, so it runs at most 16
+            // times per refill period: a flood of new (spoofed) addresses costs O(1) each.
             let horizon = Duration::from_millis(cap / per_sec.max(1));
+            if self.rate_swept.is_some_and(|t| now < t + horizon / 16) {
+                return false;
+            }
+            self.rate_swept = Some(now);
             self.rate
                 .retain(|_, (_, last)| now.saturating_duration_since(*last) < horizon);
             if self.rate.len() >= self.config.max_rate_entries {
@@ -766,7 +813,7 @@ impl Node {
             let best = self
                 .ip_votes
                 .iter()
-                .max_by_key(|(_, v)| **v)
+                .max_by_key(|(ip, v)| (**v, **ip))
                 .map(|(ip, _)| *ip);
             if best == Some(ip) {
                 self.external = Some(ip);
@@ -913,14 +960,47 @@ impl Node {
             },
         }
         self.stats.queries_answered += 1;
-        let message = Message {
+        let mut message = Message {
             tid,
             version: Some(self.config.version.clone()),
             ip: Some(from),
             read_only: false,
             body: Body::Response(r),
         };
+        self.fit(&mut message, from.is_ipv6());
         self.queue(from, &message);
+    }
+
+    /// Trims an answer to [`MAX_ANSWER`] bytes: contacts of the querier's other address family
+    /// first, then of its own, then peers. (Nothing else in an answer can grow that large.)
+    fn fit(&mut self, message: &mut Message, v6: bool) {
+        fn trim<T>(list: &mut Vec<T>, excess: usize, each: usize) -> bool {
+            let n = excess.div_ceil(each).min(list.len());
+            list.truncate(list.len().saturating_sub(n));
+            n > 0
+        }
+        loop {
+            self.scratch.clear();
+            message.encode_into(&mut self.scratch);
+            let excess = self.scratch.len().saturating_sub(MAX_ANSWER);
+            let Body::Response(r) = &mut message.body else {
+                return;
+            };
+            if excess == 0 {
+                return;
+            }
+            let (peer, first, first_len, second, second_len) = if v6 {
+                (21, &mut r.nodes, 26, &mut r.nodes6, 38)
+            } else {
+                (8, &mut r.nodes6, 38, &mut r.nodes, 26)
+            };
+            if !(trim(first, excess, first_len)
+                || trim(second, excess, second_len)
+                || trim(&mut r.values, excess, peer))
+            {
+                return;
+            }
+        }
     }
 
     fn reply_error(&mut self, to: SocketAddr, tid: Vec<u8>, code: i64, message: &str) {
@@ -1234,12 +1314,13 @@ impl Node {
 
     /// Advances the node's clock: expires queries, drives lookups, keeps the tables fresh.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let expired: Vec<u16> = self
+        let mut expired: Vec<u16> = self
             .pending
             .iter()
             .filter(|(_, p)| p.deadline <= now)
             .map(|(t, _)| *t)
             .collect();
+        expired.sort_unstable();
         for tid in expired {
             if let Some(p) = self.pending.remove(&tid) {
                 self.stats.timeouts += 1;
@@ -1252,7 +1333,8 @@ impl Node {
         if std::mem::take(&mut self.refresh_after_bootstrap) {
             self.refresh_buckets(now);
         }
-        let ids: Vec<LookupId> = self.lookups.keys().copied().collect();
+        let mut ids: Vec<LookupId> = self.lookups.keys().copied().collect();
+        ids.sort_unstable();
         for id in ids {
             if let Some(a) = self.lookups.get_mut(&id) {
                 a.lookup.handle_timeout(now);

@@ -256,6 +256,71 @@ impl Driver {
         Ok(local)
     }
 
+    /// Finds peers for this torrent in the Mainline DHT and connects to them; with
+    /// `announce_port`, also announces us (as a seed once the download is complete) on that
+    /// TCP port. Repeats every `interval` until [`Driver::shutdown`]. A hybrid torrent is
+    /// looked up under both its v1 and its truncated v2 info hash (BEP 52).
+    pub fn discover_with_dht(
+        &self,
+        dht: tessera_dht::driver::Dht,
+        announce_port: Option<u16>,
+        interval: Duration,
+    ) {
+        let hashes = lock(&self.inner.session).info_hashes();
+        let mut targets = Vec::new();
+        if let Some(h) = hashes.v1 {
+            targets.push(tessera_dht::Id(*h.as_bytes()));
+        }
+        if let Some(h) = hashes.v2 {
+            if let Some(id) = tessera_dht::Id::from_slice(h.as_bytes().get(..20).unwrap_or(&[])) {
+                targets.push(id);
+            }
+        }
+        let weak = Arc::downgrade(&self.inner);
+        self.inner.runtime.spawn(async move {
+            // Addresses already handed to the swarm, bounded; forgotten when full.
+            let mut tried = std::collections::HashSet::new();
+            // Give the DHT a moment to join before the first lookup.
+            for _ in 0..50 {
+                if dht.table_size().await.unwrap_or(0) > 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            loop {
+                for target in &targets {
+                    if let Ok(mut found) = dht.get_peers_stream(*target).await {
+                        while let Some(batch) = found.recv().await {
+                            let Some(inner) = weak.upgrade() else { return };
+                            if lock(&inner.jobs).is_none() {
+                                return;
+                            }
+                            for peer in batch {
+                                if tried.len() >= 4096 {
+                                    tried.clear();
+                                }
+                                if tried.insert(peer) {
+                                    spawn_connect(&inner, peer);
+                                }
+                            }
+                        }
+                    }
+                    if let Some(port) = announce_port {
+                        let seed = weak
+                            .upgrade()
+                            .is_some_and(|inner| inner.finished.load(Ordering::Acquire));
+                        let _ = dht.announce(*target, Some(port), seed).await;
+                    }
+                }
+                tokio::time::sleep(interval).await;
+                match weak.upgrade() {
+                    Some(inner) if lock(&inner.jobs).is_some() => {}
+                    _ => return,
+                }
+            }
+        });
+    }
+
     /// Connects to a peer in the background.
     pub fn connect(&self, addr: SocketAddr) {
         spawn_connect(&self.inner, addr);
