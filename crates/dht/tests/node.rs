@@ -720,12 +720,10 @@ fn rate_table_stays_bounded_under_100k_source_ips() {
     // turned away rather than remembered, and nothing grows.
     let t1 = t0 + Duration::from_secs(1000);
     node.handle_timeout(t1);
-    let started = Instant::now();
     for i in 100_000..200_000u32 {
         node.handle_datagram(t1, v4(i), &query);
         while node.poll_transmit().is_some() {}
     }
-    let refused = started.elapsed();
     assert!(node.heap_bytes() <= peak, "{} > {peak}", node.heap_bytes());
     let s2 = node.stats();
     assert_eq!(
@@ -734,21 +732,15 @@ fn rate_table_stays_bounded_under_100k_source_ips() {
         "{s2:?}"
     );
     assert_eq!(s2.rate_limited - s.rate_limited, 100_000 - max as u64);
-    // Turning a newcomer away must be cheap (no pass over the table each time): cheaper than
-    // answering a known address.
-    let started = Instant::now();
+    // Known addresses are still served at full rate meanwhile. (That turning newcomers away is
+    // cheap, with no pass over the table each time, is measured by the node bench, not here.)
     for i in 0..100_000u32 {
         let from = v4(100_000 + i % 1000);
         node.handle_datagram(t1 + Duration::from_millis(u64::from(i / 100)), from, &query);
         while node.poll_transmit().is_some() {}
     }
-    let answered = started.elapsed();
     assert_eq!(node.stats().queries_answered - s2.queries_answered, 100_000);
-    println!("peak {peak} bytes (bound {bound}); 100,000 queries refused in {refused:?}, answered in {answered:?}");
-    assert!(
-        refused < answered,
-        "refusing took {refused:?}, answering {answered:?}"
-    );
+    println!("peak {peak} bytes (bound {bound})");
     // A known address is still served; newcomers are again once entries have refilled.
     ask(&mut node, t1, v4(100_000), ping(1));
     let t2 = t1 + Duration::from_secs(3);
@@ -1177,8 +1169,8 @@ fn read_only_queriers_are_answered_but_not_added() {
     assert_eq!(out.len(), 1, "only the answer, no ping to confirm it");
     assert!(matches!(decoded(&out[0]).body, Body::Response(_)));
     assert_eq!(node.table().len() + node.table().num_replacements(), 0);
-    // An ordinary querier is kept as a replacement and pinged to be confirmed (once the ping
-    // budget, empty at start, has refilled a little).
+    // A second later, still not (it never is), while an ordinary querier is kept as a
+    // replacement and pinged to be confirmed.
     let t1 = t0 + Duration::from_secs(1);
     let mut q = Message::query(b"qq".to_vec(), ping(1));
     q.read_only = true;
@@ -1270,6 +1262,22 @@ fn responses_agree_on_our_external_address() {
             assert_eq!(e, None);
         } else {
             assert_eq!(e, Some(Event::ExternalAddress(ours.ip())));
+        }
+    }
+    // Another address catching up: while it trails, nothing changes; on a tie the choice
+    // does not depend on hash-map order (the higher address wins, in every run).
+    let other: SocketAddr = "198.51.100.78:6881".parse().unwrap();
+    for i in 5..10u32 {
+        node.add_node(t0, v4(i));
+        let tid = decoded(&drain(&mut node)[0]).tid;
+        let mut r = Message::response(tid, Response::new(id(u64::from(i) + 1)));
+        r.ip = Some(other);
+        exchange(&mut node, t0, v4(i), &r);
+        let e = node.poll_event();
+        if i < 9 {
+            assert_eq!(e, None);
+        } else {
+            assert_eq!(e, Some(Event::ExternalAddress(other.ip())));
         }
     }
     // A spoofed `ip` in unsolicited responses does not vote.
