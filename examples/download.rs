@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use tessera::dht::driver::Dht;
-use tessera::dht::NodeConfig;
+use tessera::dht::{Node, NodeConfig};
 use tessera::metainfo::{Magnet, Metainfo};
 use tessera::store::{FileBackend, FileBackendOptions, Layout, ResumeData, ResumeWriter};
 use tessera::swarm::driver::{
@@ -120,15 +120,28 @@ fn main() -> ExitCode {
     }
 }
 
-/// Joins the DHT (through `--dht-bootstrap`, or the public routers) and lets the swarm find
-/// peers there, announcing our listen port if we have one.
-async fn start_dht(driver: &Driver, args: &Args) -> Result<(), String> {
+/// Where the DHT's known nodes are kept between runs, so that a restart bootstraps from the
+/// nodes it knew.
+fn dht_state_path(out: &std::path::Path) -> PathBuf {
+    out.join(".tessera").join("dht-nodes")
+}
+
+/// Joins the DHT (through the nodes known from the last run, `--dht-bootstrap`, or the public
+/// routers) and lets the swarm find peers there, announcing our listen port if we have one.
+async fn start_dht(driver: &Driver, args: &Args) -> Result<Dht, String> {
     let names: Vec<String> = if args.dht_bootstrap.is_empty() {
         DHT_ROUTERS.iter().map(|s| (*s).to_owned()).collect()
     } else {
         args.dht_bootstrap.clone()
     };
-    let mut boot = Vec::new();
+    let saved = std::fs::read(dht_state_path(&args.out))
+        .ok()
+        .and_then(|bytes| Node::load(&bytes));
+    let mut boot: Vec<SocketAddr> = saved
+        .iter()
+        .flat_map(|(_, contacts)| contacts.iter().map(|c| c.addr))
+        .take(64)
+        .collect();
     for name in &names {
         if let Ok(addrs) = tokio::net::lookup_host(name.as_str()).await {
             boot.extend(addrs.filter(SocketAddr::is_ipv4));
@@ -147,12 +160,29 @@ async fn start_dht(driver: &Driver, args: &Args) -> Result<(), String> {
     config.routing.restrict_ips = false;
     config.lookup.restrict_ips = false;
     config.seed = std::process::id().into();
+    // A fresh id each run: our UDP port is new each time, and nodes that knew the old
+    // (id, address) pair would refuse the id at a new address until the old entry fails out.
     let dht = Dht::bind(bind, config)
         .await
         .map_err(|e| format!("DHT socket on {bind}: {e}"))?;
     dht.bootstrap(boot).await.map_err(|e| e.to_string())?;
-    driver.discover_with_dht(dht, args.listen.map(|a| a.port()), Duration::from_secs(10));
-    Ok(())
+    driver.discover_with_dht(
+        dht.clone(),
+        args.listen.map(|a| a.port()),
+        Duration::from_secs(10),
+    );
+    Ok(dht)
+}
+
+/// Keeps the DHT's id and nodes for the next run (best effort).
+async fn save_dht(dht: &Dht, out: &std::path::Path) {
+    if let Ok(bytes) = dht.save().await {
+        let path = dht_state_path(out);
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = std::fs::write(path, bytes);
+    }
 }
 
 async fn run(args: Args) -> Result<(), String> {
@@ -209,8 +239,9 @@ async fn run(args: Args) -> Result<(), String> {
             .await
             .map_err(|e| format!("listen on {addr}: {e}"))?;
     }
+    let mut dht = None;
     if !args.dht_bootstrap.is_empty() || (peers.is_empty() && args.listen.is_none()) {
-        start_dht(&driver, &args).await?;
+        dht = Some(start_dht(&driver, &args).await?);
     }
     for p in &peers {
         driver.connect(*p);
@@ -259,6 +290,9 @@ async fn run(args: Args) -> Result<(), String> {
     };
     if let Some(bar) = &bar {
         bar.finish_and_clear();
+    }
+    if let Some(dht) = &dht {
+        save_dht(dht, &out).await;
     }
     result?;
     let secs = started.elapsed().as_secs_f64();

@@ -312,7 +312,16 @@ impl Driver {
                         let _ = dht.announce(*target, Some(port), seed).await;
                     }
                 }
-                tokio::time::sleep(interval).await;
+                // While no peer is connected, ask again soon: announces reach the DHT over time.
+                let idle = weak
+                    .upgrade()
+                    .is_some_and(|inner| lock(&inner.session).peer_count() == 0);
+                let wait = if idle {
+                    interval.min(Duration::from_secs(2))
+                } else {
+                    interval
+                };
+                tokio::time::sleep(wait).await;
                 match weak.upgrade() {
                     Some(inner) if lock(&inner.jobs).is_some() => {}
                     _ => return,
