@@ -77,7 +77,12 @@ impl Default for NodeConfig {
             seed: 0,
             read_only: false,
             version: b"TS\x00\x01".to_vec(),
-            routing: RoutingConfig::default(),
+            // BEP 42: a node whose id matches its address may take the place of one whose id
+            // does not.
+            routing: RoutingConfig {
+                prefer_secure: true,
+                ..RoutingConfig::default()
+            },
             lookup: LookupConfig::default(),
             peers: PeerStoreConfig::default(),
             items: ItemStoreConfig::default(),
