@@ -26,6 +26,8 @@
 #[allow(unreachable_pub)]
 #[path = "../crates/metainfo/tests/common/mod.rs"]
 mod common;
+#[path = "support/examples.rs"]
+mod examples;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -237,42 +239,10 @@ impl Drop for Proc {
 // ---------------------------------------------------------------------------------------------
 // Our examples and lt_peer.py
 
-/// `target/<profile>/examples/`, built once per test process: the test binary is
-/// `target/<profile>/deps/<test>-<hash>`. `TESSERA_EXAMPLES_DIR` names a directory of
-/// already built `seed` and `download` binaries instead.
+/// Our `seed` and `download` examples, built once per test process.
 fn examples_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        if let Some(dir) = std::env::var_os("TESSERA_EXAMPLES_DIR") {
-            return PathBuf::from(dir);
-        }
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-        let target_dir = profile_dir.parent().unwrap();
-        let profile = profile_dir.file_name().unwrap().to_str().unwrap();
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["build", "--example", "seed", "--example", "download"])
-            .arg("--target-dir")
-            .arg(target_dir);
-        match profile {
-            "debug" => {}
-            "release" => {
-                cmd.arg("--release");
-            }
-            other => {
-                cmd.args(["--profile", other]);
-            }
-        }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "building the seed and download examples failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        profile_dir.join("examples")
-    })
+    DIR.get_or_init(|| examples::build(&["seed", "download"]))
 }
 
 fn our_seed(torrent: &Path, data: &Path) -> Proc {

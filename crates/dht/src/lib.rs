@@ -15,6 +15,7 @@ pub mod id;
 pub mod krpc;
 pub mod lookup;
 pub mod node;
+mod rng;
 pub mod routing;
 pub mod secure_id;
 pub mod sim;

@@ -23,6 +23,7 @@ use crate::bep44::{immutable_target, mutable_target, ItemError, MutableItem};
 use crate::id::{Contact, Id};
 use crate::krpc::{self, Body, Message, Query, Response, Want};
 use crate::lookup::{Lookup, LookupConfig, LookupStats};
+use crate::rng::{random_id, splitmix64};
 use crate::routing::{Heard, Insert, RoutingConfig, RoutingTable};
 use crate::secure_id::{is_secure, secure_id};
 use crate::store::{ItemStore, ItemStoreConfig, PeerStore, PeerStoreConfig, StoredItem};
@@ -267,25 +268,6 @@ pub struct Node {
     bootstrap_addrs: Vec<SocketAddr>,
 }
 
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-fn random_id(rng: &mut u64) -> Id {
-    let mut id = [0; 20];
-    for chunk in id.chunks_mut(8) {
-        let r = splitmix(rng).to_be_bytes();
-        for (o, b) in chunk.iter_mut().zip(r) {
-            *o = b;
-        }
-    }
-    Id(id)
-}
-
 impl Node {
     /// A node with `config`, its clock starting at `now`.
     pub fn new(config: NodeConfig, now: Instant) -> Node {
@@ -301,10 +283,10 @@ impl Node {
             (None, None) => random_id(&mut rng),
         };
         let mut routing = config.routing.clone();
-        routing.seed = splitmix(&mut rng);
+        routing.seed = splitmix64(&mut rng);
         let mut seed = [0; 32];
         for chunk in seed.chunks_mut(8) {
-            chunk.copy_from_slice(&splitmix(&mut rng).to_be_bytes());
+            chunk.copy_from_slice(&splitmix64(&mut rng).to_be_bytes());
         }
         let mut lookup = config.lookup.clone();
         lookup.own_id = Some(own);
@@ -383,7 +365,11 @@ impl Node {
                 .iter()
                 .map(|t| t.payload.capacity())
                 .sum::<usize>()
-            + self.lookups.len() * 4096
+            + self
+                .lookups
+                .values()
+                .map(|a| a.lookup.heap_bytes())
+                .sum::<usize>()
             + self.scratch.capacity()
     }
 
@@ -545,7 +531,7 @@ impl Node {
         // Peers announced to us count too: in a small network we may be the closest node.
         let local = match &kind {
             Kind::GetPeers { info_hash, .. } => {
-                let sample = splitmix(&mut self.rng);
+                let sample = splitmix64(&mut self.rng);
                 let mut found =
                     self.peers
                         .get(info_hash, false, self.config.max_values, false, sample);
@@ -857,7 +843,7 @@ impl Node {
                 ..
             } => {
                 r.token = Some(self.tokens.token_for(ip, now).to_vec());
-                let sample = splitmix(&mut self.rng);
+                let sample = splitmix64(&mut self.rng);
                 r.values = self.peers.get(
                     &info_hash,
                     from.is_ipv6(),
@@ -948,7 +934,7 @@ impl Node {
                 }
             }
             Query::SampleInfohashes { target, want, .. } => {
-                let sample = splitmix(&mut self.rng);
+                let sample = splitmix64(&mut self.rng);
                 r.samples = self.peers.sample_infohashes(MAX_SAMPLES, sample);
                 r.interval = Some(300);
                 r.num = i64::try_from(self.peers.num_infohashes()).ok();
@@ -1226,65 +1212,16 @@ impl Node {
             .collect();
         let mut sent = 0;
         for (contact, token) in targets {
-            let ok = match &kind {
-                Kind::GetPeers {
-                    info_hash,
-                    announce: Some((port, seed)),
-                } => self.send_query(
-                    now,
-                    contact.addr,
-                    Some(contact.id),
-                    Purpose::Store(id),
-                    |own| Query::AnnouncePeer {
-                        id: own,
-                        info_hash: *info_hash,
-                        port: port.unwrap_or(0),
-                        implied_port: port.is_none(),
-                        token,
-                        seed: *seed,
-                    },
-                ),
-                Kind::Put {
-                    immutable: Some(value),
-                    ..
-                } => self.send_query(
-                    now,
-                    contact.addr,
-                    Some(contact.id),
-                    Purpose::Store(id),
-                    |own| Query::Put {
-                        id: own,
-                        token,
-                        value: value.clone(),
-                        key: None,
-                        signature: None,
-                        salt: None,
-                        seq: None,
-                        cas: None,
-                    },
-                ),
-                Kind::Put {
-                    mutable: Some(item),
-                    ..
-                } => self.send_query(
-                    now,
-                    contact.addr,
-                    Some(contact.id),
-                    Purpose::Store(id),
-                    |own| Query::Put {
-                        id: own,
-                        token,
-                        value: item.value.clone(),
-                        key: Some(item.key),
-                        signature: Some(item.signature),
-                        salt: (!item.salt.is_empty()).then(|| item.salt.clone()),
-                        seq: Some(item.seq),
-                        cas: None,
-                    },
-                ),
-                _ => false,
+            let Some(query) = store_query(&kind, self.own, token) else {
+                break;
             };
-            if ok {
+            if self.send_query(
+                now,
+                contact.addr,
+                Some(contact.id),
+                Purpose::Store(id),
+                |_| query,
+            ) {
                 sent += 1;
             }
         }
@@ -1376,22 +1313,9 @@ impl Node {
         }
     }
 
-    /// Looks up a random id in the range of every bucket of the IPv4 table (one bit at a time
-    /// away from our id, down to the depth of the table).
+    /// Looks up a random id in the range of every bucket of the IPv4 table.
     fn refresh_buckets(&mut self, now: Instant) {
-        let depth = self.table4.num_buckets().max(1);
-        for bit in 0..depth.min(160) {
-            let mut target = random_id(&mut self.rng);
-            for i in 0..bit {
-                let (byte, mask) = (i / 8, 0x80u8 >> (i % 8));
-                if let (Some(t), Some(o)) = (target.0.get_mut(byte), self.own.0.get(byte)) {
-                    *t = (*t & !mask) | (*o & mask);
-                }
-            }
-            let (byte, mask) = (bit / 8, 0x80u8 >> (bit % 8));
-            if let (Some(t), Some(o)) = (target.0.get_mut(byte), self.own.0.get(byte)) {
-                *t = (*t & !mask) | (!*o & mask);
-            }
+        for target in self.table4.refresh_targets() {
             if self.find_node(now, target).is_none() {
                 break;
             }
@@ -1433,5 +1357,50 @@ impl Node {
         let mut contacts = crate::compact::nodes_v4(dict.get(b"nodes")?.as_bytes()?)?;
         contacts.extend(crate::compact::nodes_v6(dict.get(b"nodes6")?.as_bytes()?)?);
         Some((id, contacts))
+    }
+}
+
+/// What a lookup of `kind` stores on each of the closest nodes once it has their `token`:
+/// an announce or a put; `None` for lookups that only read.
+fn store_query(kind: &Kind, own: Id, token: Vec<u8>) -> Option<Query> {
+    match kind {
+        Kind::GetPeers {
+            info_hash,
+            announce: Some((port, seed)),
+        } => Some(Query::AnnouncePeer {
+            id: own,
+            info_hash: *info_hash,
+            port: port.unwrap_or(0),
+            implied_port: port.is_none(),
+            token,
+            seed: *seed,
+        }),
+        Kind::Put {
+            immutable: Some(value),
+            ..
+        } => Some(Query::Put {
+            id: own,
+            token,
+            value: value.clone(),
+            key: None,
+            signature: None,
+            salt: None,
+            seq: None,
+            cas: None,
+        }),
+        Kind::Put {
+            mutable: Some(item),
+            ..
+        } => Some(Query::Put {
+            id: own,
+            token,
+            value: item.value.clone(),
+            key: Some(item.key),
+            signature: Some(item.signature),
+            salt: (!item.salt.is_empty()).then(|| item.salt.clone()),
+            seq: Some(item.seq),
+            cas: None,
+        }),
+        _ => None,
     }
 }

@@ -40,6 +40,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::id::{Contact, Id};
+use crate::rng::splitmix64;
 
 /// The Kademlia bucket size of the Mainline DHT.
 pub const K: usize = 8;
@@ -770,6 +771,14 @@ impl RoutingTable {
         out
     }
 
+    /// One random target in the range of every bucket, whether stale or not: what a node
+    /// looks up once after joining, so its table learns the whole id space.
+    pub fn refresh_targets(&mut self) -> Vec<Id> {
+        (0..self.buckets.len())
+            .map(|bi| self.random_id_in(bi))
+            .collect()
+    }
+
     /// A random id that falls into bucket `bi`.
     fn random_id_in(&mut self, bi: usize) -> Id {
         let mut bytes = [0u8; 20];
@@ -914,13 +923,4 @@ fn set_bit(bytes: &mut [u8; 20], index: usize, value: bool) {
             *b &= !mask;
         }
     }
-}
-
-/// SplitMix64: a tiny deterministic generator for refresh targets.
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }

@@ -83,11 +83,7 @@ struct Rng(u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        crate::rng::splitmix64(&mut self.0)
     }
 
     fn below(&mut self, n: u64) -> u64 {
@@ -99,13 +95,7 @@ impl Rng {
     }
 
     fn id(&mut self) -> Id {
-        let mut id = [0; 20];
-        for chunk in id.chunks_mut(8) {
-            for (o, b) in chunk.iter_mut().zip(self.next().to_be_bytes()) {
-                *o = b;
-            }
-        }
-        Id(id)
+        crate::rng::random_id(&mut self.0)
     }
 }
 
@@ -197,7 +187,6 @@ impl Sim {
 
     /// Collects what node `i` wants to send and when it wants to be woken.
     fn flush(&mut self, i: usize) {
-        let now = self.instant();
         let Some(node) = self.nodes.get_mut(i) else {
             return;
         };
@@ -219,7 +208,6 @@ impl Sim {
             let at = t.saturating_duration_since(self.base).max(self.now);
             self.timers.push(Reverse((at, i)));
         }
-        let _ = now;
     }
 
     /// Runs the network until simulated time `until`.

@@ -71,6 +71,9 @@ fn decode_all(txs: &[Vec<u8>]) -> Result<Vec<SignedTransaction>, BlockError> {
         .collect()
 }
 
+/// Most distinct senders `check_tx` remembers between two commits.
+const MAX_PENDING_SENDERS: usize = 1 << 20;
+
 /// Simulated next nonces and spendable balances: what `check_tx` admitted since the last
 /// commit, or what `prepare_proposal` has chosen so far.
 #[derive(Debug, Default)]
@@ -81,6 +84,9 @@ pub(crate) struct Pending {
 impl Pending {
     fn admit(&mut self, ledger: &Ledger, stx: &SignedTransaction) -> Result<(), TxError> {
         let sender = stx.sender();
+        if self.next.len() >= MAX_PENDING_SENDERS && !self.next.contains_key(&sender) {
+            return Err(TxError::MempoolFull);
+        }
         let (nonce, balance) = *self.next.entry(sender).or_insert_with(|| {
             let account = ledger.account(&sender);
             (account.nonce, u128::from(account.balance))

@@ -85,6 +85,8 @@ pub struct SignedTransaction {
     bytes: Vec<u8>,
     digest: [u8; 32],
     hash: Hash,
+    /// `tx.sender.address()`, kept because the mempool and the executor ask for it often.
+    sender: Address,
 }
 
 impl SignedTransaction {
@@ -135,12 +137,14 @@ impl SignedTransaction {
             });
         }
         let hash = Hash::of("tessera-ledger transaction v1", &bytes);
+        let sender = tx.sender.address();
         Ok(SignedTransaction {
             tx,
             signature,
             bytes,
             digest,
             hash,
+            sender,
         })
     }
 
@@ -158,12 +162,14 @@ impl SignedTransaction {
         let tx: Transaction = decode_canonical("transaction", wire.tx, MAX_TX_LEN)?;
         check_limits(&tx)?;
         let digest = tx_domain(tx.chain_id).digest(wire.tx);
+        let sender = tx.sender.address();
         Ok(SignedTransaction {
             tx,
             signature,
             bytes: bytes.to_vec(),
             digest,
             hash: Hash::of("tessera-ledger transaction v1", bytes),
+            sender,
         })
     }
 
@@ -182,7 +188,7 @@ impl SignedTransaction {
 
     /// The sender's address.
     pub fn sender(&self) -> Address {
-        self.tx.sender.address()
+        self.sender
     }
 
     /// The signature.
