@@ -27,7 +27,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tessera::dht::driver::Dht;
 use tessera::dht::{Node, NodeConfig};
 use tessera::metainfo::{Magnet, Metainfo};
-use tessera::store::{FileBackend, FileBackendOptions, Layout, ResumeData, ResumeWriter};
+use tessera::store::{FileBackend, Layout, ResumeData, ResumeWriter};
 use tessera::swarm::driver::{
     create_empty_files, default_resume_path, open_dir, Driver, DriverConfig, Storage,
 };
@@ -207,7 +207,8 @@ async fn run(args: Args) -> Result<(), String> {
             let out = out.clone();
             let open: tessera::swarm::driver::OpenStorage =
                 Box::new(move |meta: &Arc<Metainfo>, layout: &Arc<Layout>| {
-                    let backend = FileBackend::new(&out, layout, FileBackendOptions::default())?;
+                    let backend =
+                        FileBackend::new(&out, layout, tessera::swarm::driver::backend_options())?;
                     create_empty_files(&backend, layout)?;
                     let path = default_resume_path(&out, meta);
                     if let Some(parent) = path.parent() {

@@ -782,6 +782,17 @@ pub fn default_resume_path(dir: &std::path::Path, meta: &Metainfo) -> std::path:
     dir.join(".tessera").join(format!("{name}.resume"))
 }
 
+/// The file backend settings [`open_dir`] uses: the defaults, with pieces written straight to
+/// the device ([`FileBackendOptions::direct_writes`](tessera_store::FileBackendOptions)),
+/// since the driver writes each verified piece once, whole, and does not read it back until a
+/// peer asks.
+pub fn backend_options() -> tessera_store::FileBackendOptions {
+    tessera_store::FileBackendOptions {
+        direct_writes: true,
+        ..tessera_store::FileBackendOptions::default()
+    }
+}
+
 /// Opens the files of `meta` under `dir` and finds which pieces are already verified there.
 ///
 /// With a resume record at `resume` (see [`default_resume_path`]), pieces it records in
@@ -800,10 +811,9 @@ pub fn open_dir(
     full_check: bool,
 ) -> Result<(tessera_store::Bitfield, Storage), DriverError> {
     use tessera_store::{
-        load_resume, recheck, FileBackend, FileBackendOptions, RecheckOptions, ResumeData,
-        ResumeStatus,
+        load_resume, recheck, FileBackend, RecheckOptions, ResumeData, ResumeStatus,
     };
-    let backend = FileBackend::new(dir, layout, FileBackendOptions::default())?;
+    let backend = FileBackend::new(dir, layout, backend_options())?;
     create_empty_files(&backend, layout)?;
     let data = ResumeData::new(meta, layout);
     let mut verified = tessera_store::Bitfield::new(layout.num_pieces());
