@@ -16,6 +16,11 @@
 //! payload bytes received and the time from the start until every piece was verified and
 //! written (the flush is timed apart). Killed and run again, it resumes. On failure it prints
 //! `error: …` and exits 1.
+//!
+//! For a magnet link, the metadata is kept in `DIR/.tessera/<hash>.torrent` as soon as it
+//! has arrived (for v2, with the piece layers), so that a run killed after that resumes like
+//! one started from a .torrent file: `have N/M pieces` at once, without asking peers for the
+//! metadata again.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,7 +34,8 @@ use tessera::dht::{Node, NodeConfig};
 use tessera::metainfo::{Magnet, Metainfo};
 use tessera::store::{FileBackend, Layout, ResumeData, ResumeWriter};
 use tessera::swarm::driver::{
-    create_empty_files, default_resume_path, open_dir, Driver, DriverConfig, Storage,
+    create_empty_files, default_resume_path, load_metadata, metadata_path, open_dir, save_metadata,
+    Driver, DriverConfig, DriverError, Storage,
 };
 use tessera::swarm::{Session, SessionConfig};
 
@@ -185,6 +191,23 @@ async fn save_dht(dht: &Dht, out: &std::path::Path) {
     }
 }
 
+/// A torrent known in full (a .torrent file, or a magnet link's metadata kept by an earlier
+/// run): what DIR already holds is found (`have N/M pieces`) and the download starts from it.
+fn known_torrent(
+    meta: Arc<Metainfo>,
+    out: &std::path::Path,
+    config: SessionConfig,
+    now: Instant,
+) -> Result<(Session, tessera::swarm::driver::OpenStorage), String> {
+    let layout = Layout::new(&meta).map_err(|e| e.to_string())?;
+    let resume = default_resume_path(out, &meta);
+    let (have, storage) =
+        open_dir(&meta, &layout, out, Some(&resume), false).map_err(|e| e.to_string())?;
+    println!("have {}/{} pieces", have.count(), have.len());
+    let session = Session::new(meta, &have, config, now).map_err(|e| e.to_string())?;
+    Ok((session, storage.into_opener()))
+}
+
 async fn run(args: Args) -> Result<(), String> {
     let mut config = SessionConfig::default();
     config.listen_port = args.listen.map(|a| a.port());
@@ -193,20 +216,30 @@ async fn run(args: Args) -> Result<(), String> {
     let out = args.out.clone();
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
 
-    let (session, open): (Session, tessera::swarm::driver::OpenStorage) =
-        if args.source.starts_with("magnet:") {
-            let magnet = Magnet::parse(&args.source).map_err(|e| e.to_string())?;
-            peers.extend(
-                magnet
-                    .peers
-                    .iter()
-                    .filter_map(|p| p.parse::<SocketAddr>().ok()),
-            );
+    // A magnet link whose metadata an earlier run received and kept is a known torrent.
+    let magnet = if args.source.starts_with("magnet:") {
+        let magnet = Magnet::parse(&args.source).map_err(|e| e.to_string())?;
+        peers.extend(
+            magnet
+                .peers
+                .iter()
+                .filter_map(|p| p.parse::<SocketAddr>().ok()),
+        );
+        let cached = metadata_path(&out, &magnet.info_hashes);
+        let known = load_metadata(&cached, &magnet.info_hashes);
+        Some((magnet, cached, known))
+    } else {
+        None
+    };
+    let (session, open): (Session, tessera::swarm::driver::OpenStorage) = match magnet {
+        Some((magnet, cached, None)) => {
             let session =
                 Session::from_magnet(magnet.info_hashes, config, now).map_err(|e| e.to_string())?;
             let out = out.clone();
             let open: tessera::swarm::driver::OpenStorage =
                 Box::new(move |meta: &Arc<Metainfo>, layout: &Arc<Layout>| {
+                    // Kept first, so that a run killed from here on resumes as from a .torrent.
+                    save_metadata(&cached, meta).map_err(DriverError::Io)?;
                     let backend =
                         FileBackend::new(&out, layout, tessera::swarm::driver::backend_options())?;
                     create_empty_files(&backend, layout)?;
@@ -220,17 +253,15 @@ async fn run(args: Args) -> Result<(), String> {
                     })
                 });
             (session, open)
-        } else {
+        }
+        Some((_, _, Some(meta))) => known_torrent(Arc::new(meta), &out, config, now)?,
+        None => {
             let bytes = std::fs::read(&args.source).map_err(|e| format!("{}: {e}", args.source))?;
             let meta = Arc::new(Metainfo::from_bytes(bytes).map_err(|e| e.to_string())?);
-            let layout = Layout::new(&meta).map_err(|e| e.to_string())?;
-            let resume = default_resume_path(&out, &meta);
-            let (have, storage) =
-                open_dir(&meta, &layout, &out, Some(&resume), false).map_err(|e| e.to_string())?;
-            println!("have {}/{} pieces", have.count(), have.len());
-            let session = Session::new(meta, &have, config, now).map_err(|e| e.to_string())?;
-            (session, storage.into_opener())
-        };
+            known_torrent(meta, &out, config, now)?
+        }
+    };
+    let mut announced = session.metainfo().is_some();
 
     let driver =
         Driver::start(session, open, DriverConfig::default()).map_err(|e| e.to_string())?;
@@ -257,7 +288,6 @@ async fn run(args: Args) -> Result<(), String> {
         );
         bar
     });
-    let mut announced = !args.source.starts_with("magnet:");
     let mut last_bytes = 0;
     let mut last_change = Instant::now();
     let result = loop {

@@ -6,7 +6,8 @@
 //!   and from a hybrid magnet link whose metadata comes from the peer;
 //! * a swarm of two of our downloaders and one libtorrent downloader around one seeder (ours,
 //!   then libtorrent's);
-//! * a download killed with SIGKILL half way resumes from what it had.
+//! * a download killed with SIGKILL half way resumes from what it had, from a .torrent file and
+//!   from a v2 magnet link (whose metadata and piece layers the first run kept).
 //!
 //! The files that arrive are compared byte for byte with the originals. The examples are built
 //! (`cargo build --example seed --example download`, same profile and target directory as
@@ -797,6 +798,17 @@ fn swarm_around_a_libtorrent_seeder() {
 
 #[test]
 fn download_killed_midway_resumes() {
+    killed_midway_resumes(false);
+}
+
+/// The same from a (v2) magnet link: the metadata and piece layers the first run received are
+/// kept, so the second starts as from a .torrent file, with what the first verified.
+#[test]
+fn download_from_a_magnet_killed_midway_resumes() {
+    killed_midway_resumes(true);
+}
+
+fn killed_midway_resumes(from_magnet: bool) {
     if !common::libtorrent_available() {
         return;
     }
@@ -806,7 +818,9 @@ fn download_killed_midway_resumes() {
     let src = dir.path().join("src");
     write_tree(&src, &[("resume.bin", TOTAL)]);
     let content = src.join("resume.bin");
-    let made = lt_make(&content, "v1", 256 * 1024, &deadline);
+    // From a v2 magnet, what is kept must hold the piece layers fetched from the seeder too.
+    let version = if from_magnet { "v2" } else { "v1" };
+    let made = lt_make(&content, version, 256 * 1024, &deadline);
     // A torrent upload limit holds for local peers too (libtorrent exempts them from session
     // limits only): 64 MiB at 16 MiB/s leaves seconds to kill the download half way.
     let seeder = lt_seed(
@@ -817,7 +831,11 @@ fn download_killed_midway_resumes() {
     );
     let addr = seeder.wait_listening(&deadline);
     let out = dir.path().join("out");
-    let torrent = made.torrent.to_str().unwrap();
+    let torrent = if from_magnet {
+        made.magnet.as_str()
+    } else {
+        made.torrent.to_str().unwrap()
+    };
 
     let mut first = our_download("our download (to be killed)", torrent, &out, &[&addr], None);
     seeder.wait_line(&deadline, "`uploaded` past half the content", |l| {
@@ -834,6 +852,13 @@ fn download_killed_midway_resumes() {
     let stdout = first.wait_exit(&deadline).1;
     assert_eq!(have_line(&stdout), (0, made.pieces), "{stdout}");
     assert!(out.exists(), "nothing was written before the kill");
+    if from_magnet {
+        let kept = fs::read_dir(out.join(".tessera"))
+            .unwrap()
+            .filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().ends_with(".torrent"));
+        assert!(kept, "the magnet's metadata was not kept");
+    }
 
     let mut second = our_download("our download (resumed)", torrent, &out, &[&addr], None);
     let stdout = second.wait_success(&deadline);

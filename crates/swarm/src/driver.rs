@@ -782,6 +782,68 @@ pub fn default_resume_path(dir: &std::path::Path, meta: &Metainfo) -> std::path:
     dir.join(".tessera").join(format!("{name}.resume"))
 }
 
+/// Where a torrent first known from a magnet link keeps its metadata once received, so that a
+/// restart need not ask peers again: `DIR/.tessera/<hash>.torrent`, named by the magnet's v1
+/// hash if it has one, else by its v2 hash. The file is a complete torrent (for v2, with the
+/// piece layers fetched from peers).
+pub fn metadata_path(
+    dir: &std::path::Path,
+    hashes: &tessera_metainfo::InfoHashes,
+) -> std::path::PathBuf {
+    let name = match (hashes.v1, hashes.v2) {
+        (Some(v1), _) => v1.to_hex(),
+        (None, Some(v2)) => v2.to_hex(),
+        (None, None) => "torrent".to_owned(),
+    };
+    dir.join(".tessera").join(format!("{name}.torrent"))
+}
+
+/// Writes `meta` to `path` (see [`metadata_path`]) so that a crash leaves either the old file
+/// or the whole new one: a temporary file beside it, synced, then renamed over it.
+///
+/// # Errors
+/// The directory or the file cannot be written.
+pub fn save_metadata(path: &std::path::Path, meta: &Metainfo) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(meta.as_bytes())?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    if let Some(parent) = path.parent() {
+        // The rename itself is durable once the directory is synced (best effort: not every
+        // platform can open a directory).
+        if let Ok(d) = std::fs::File::open(parent) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// Reads back what [`save_metadata`] wrote: `None` if there is no file at `path`, if it is not
+/// a torrent, or if its info hashes are not those of the magnet link (`hashes`; every hash the
+/// link carries must match). Files over 64 MiB are not read.
+pub fn load_metadata(
+    path: &std::path::Path,
+    hashes: &tessera_metainfo::InfoHashes,
+) -> Option<Metainfo> {
+    const LIMIT: u64 = 64 << 20;
+    if std::fs::metadata(path).ok()?.len() > LIMIT {
+        return None;
+    }
+    let meta = Metainfo::from_bytes(std::fs::read(path).ok()?).ok()?;
+    let have = meta.info_hashes();
+    let v1_ok = hashes.v1.is_none_or(|h| have.v1 == Some(h));
+    let v2_ok = hashes.v2.is_none_or(|h| have.v2 == Some(h));
+    (v1_ok && v2_ok && (hashes.v1.is_some() || hashes.v2.is_some())).then_some(meta)
+}
+
 /// The file backend settings [`open_dir`] uses: the defaults, with pieces written straight to
 /// the device ([`FileBackendOptions::direct_writes`](tessera_store::FileBackendOptions)),
 /// since the driver writes each verified piece once, whole, and does not read it back until a
@@ -897,5 +959,59 @@ fn resume_thread(inner: &std::sync::Weak<Inner>) {
         if let Err(e) = commit_resume(&inner) {
             fail(&inner, e.to_string());
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use tessera_metainfo::{InfoHashes, Sha1Hash, TorrentBuilder, TorrentVersion};
+
+    #[test]
+    fn kept_metadata_is_found_only_under_its_own_hashes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("content.bin");
+        std::fs::write(&src, vec![7u8; 100_000]).unwrap();
+        let t = TorrentBuilder::new(&src)
+            .version(TorrentVersion::Hybrid)
+            .build()
+            .unwrap();
+        let meta = Metainfo::from_bytes(t.bytes).unwrap();
+        let both = meta.info_hashes();
+        let v1_only = InfoHashes {
+            v1: both.v1,
+            v2: None,
+        };
+        let v2_only = InfoHashes {
+            v1: None,
+            v2: both.v2,
+        };
+        let out = tmp.path().join("out");
+        let path = metadata_path(&out, &v1_only);
+        assert_eq!(path, metadata_path(&out, &both));
+        assert!(load_metadata(&path, &both).is_none(), "nothing kept yet");
+        save_metadata(&path, &meta).unwrap();
+        let back = load_metadata(&path, &both).unwrap();
+        assert_eq!(back.info_hashes(), both);
+        assert_eq!(back.as_bytes(), meta.as_bytes());
+        assert!(load_metadata(&path, &v1_only).is_some());
+        // Kept under the v1 name, it is still the v2 hash's torrent.
+        assert!(load_metadata(&path, &v2_only).is_some());
+        // Another torrent's hash, or a half-matching pair, finds nothing.
+        let other = InfoHashes {
+            v1: Some(Sha1Hash([9; 20])),
+            v2: None,
+        };
+        assert!(load_metadata(&path, &other).is_none());
+        let mixed = InfoHashes {
+            v1: Some(Sha1Hash([9; 20])),
+            v2: both.v2,
+        };
+        assert!(load_metadata(&path, &mixed).is_none());
+        assert!(load_metadata(&path, &InfoHashes { v1: None, v2: None }).is_none());
+        // A damaged file finds nothing either.
+        std::fs::write(&path, b"d4:infod").unwrap();
+        assert!(load_metadata(&path, &both).is_none());
     }
 }
