@@ -1314,17 +1314,27 @@ impl Session {
     }
 
     fn on_pex(&mut self, pex: UtPex) {
+        let added = pex
+            .added
+            .iter()
+            .map(|(a, _)| SocketAddr::V4(*a))
+            .chain(pex.added6.iter().map(|(a, _)| SocketAddr::V6(*a)))
+            .take(MAX_PEX_PEERS);
+        // Whom we are connected to, once per message rather than once per address.
+        let mut connected: Option<std::collections::HashSet<SocketAddr>> = None;
         let mut fresh = Vec::new();
-        for (addr, _flags) in pex.added.iter().take(MAX_PEX_PEERS) {
-            let addr = SocketAddr::V4(*addr);
-            let connected = self
-                .peers
-                .values()
-                .any(|p| p.addr == addr || p.listen_addr() == Some(addr));
-            if connected || self.discovered.len() >= self.config.max_known_peers {
-                continue;
+        for addr in added {
+            if self.discovered.len() >= self.config.max_known_peers {
+                break;
             }
-            if self.discovered.insert(addr) {
+            let connected = connected.get_or_insert_with(|| {
+                self.peers
+                    .values()
+                    .flat_map(|p| [Some(p.addr), p.listen_addr()])
+                    .flatten()
+                    .collect()
+            });
+            if !connected.contains(&addr) && self.discovered.insert(addr) {
                 fresh.push(addr);
             }
         }
@@ -1343,25 +1353,36 @@ impl Session {
         let Some(p) = self.peers.get_mut(&key) else {
             return;
         };
+        // IPv4 and IPv6 peers alike (`added`/`added6`), at most MAX_PEX_PEERS of each kind of
+        // change per message; the rest go in the next one.
         let mut pex = UtPex::default();
-        for a in current.difference(&p.pex_sent).take(MAX_PEX_PEERS) {
-            if let SocketAddr::V4(v4) = a {
-                pex.added.push((*v4, PexFlags::default()));
-            }
-        }
-        for a in p.pex_sent.difference(&current).take(MAX_PEX_PEERS) {
-            if let SocketAddr::V4(v4) = a {
-                pex.dropped.push(*v4);
-            }
-        }
-        if pex.added.is_empty() && pex.dropped.is_empty() {
+        let added: Vec<SocketAddr> = current
+            .difference(&p.pex_sent)
+            .take(MAX_PEX_PEERS)
+            .copied()
+            .collect();
+        let dropped: Vec<SocketAddr> = p
+            .pex_sent
+            .difference(&current)
+            .take(MAX_PEX_PEERS)
+            .copied()
+            .collect();
+        if added.is_empty() && dropped.is_empty() {
             return;
         }
-        for (a, _) in &pex.added {
-            p.pex_sent.insert(SocketAddr::V4(*a));
+        for a in added {
+            match a {
+                SocketAddr::V4(v4) => pex.added.push((v4, PexFlags::default())),
+                SocketAddr::V6(v6) => pex.added6.push((v6, PexFlags::default())),
+            }
+            p.pex_sent.insert(a);
         }
-        for a in &pex.dropped {
-            p.pex_sent.remove(&SocketAddr::V4(*a));
+        for a in dropped {
+            match a {
+                SocketAddr::V4(v4) => pex.dropped.push(v4),
+                SocketAddr::V6(v6) => pex.dropped6.push(v6),
+            }
+            p.pex_sent.remove(&a);
         }
         self.send_ext(now, key, &pex);
     }

@@ -71,11 +71,15 @@ impl Node {
     }
 
     fn leecher(meta: &Arc<Metainfo>) -> Node {
+        Node::leecher_with(meta, config())
+    }
+
+    fn leecher_with(meta: &Arc<Metainfo>, config: SessionConfig) -> Node {
         let layout = Layout::new(meta).unwrap();
         let backend = MemoryBackend::new(&layout);
         let have = Bitfield::new(layout.num_pieces());
         Node {
-            session: Session::new(meta.clone(), &have, config(), t0()).unwrap(),
+            session: Session::new(meta.clone(), &have, config, t0()).unwrap(),
             backend: Arc::new(backend),
             meta: Some(meta.clone()),
             layout: Some(Arc::new(layout)),
@@ -160,6 +164,11 @@ impl Net {
     fn connect(&mut self, from: usize, to: usize) {
         let a: SocketAddr = format!("127.0.0.{}:6881", from + 1).parse().unwrap();
         let b: SocketAddr = format!("127.0.0.{}:6881", to + 1).parse().unwrap();
+        self.connect_as(from, to, a, b);
+    }
+
+    /// Connects `from` (seen by `to` at `a`) to `to` (at `b`).
+    fn connect_as(&mut self, from: usize, to: usize, a: SocketAddr, b: SocketAddr) {
         let ka = self.nodes[from]
             .session
             .add_peer(self.now, b, Direction::Outgoing)
@@ -317,6 +326,68 @@ fn three_leechers_share_pieces_and_finish() {
     for n in &net.nodes[1..] {
         all_files_equal(&meta, &*net.nodes[0].backend, &*n.backend);
     }
+}
+
+/// PEX (BEP 11): two leechers that know only the seed learn each other's listen addresses
+/// through it, an IPv4 one (`added`) and an IPv6 one (`added6`) alike, and never their own.
+#[test]
+fn pex_tells_leechers_about_each_other_over_ipv4_and_ipv6() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = make_torrent(dir.path(), TorrentVersion::V1, 16 * 1024);
+    let mut listening = config();
+    listening.listen_port = Some(6881);
+    // Both leechers skip a file, so that neither becomes a seed (seeds drop each other).
+    let layout = Layout::new(&meta).unwrap();
+    let mut prio = tessera_store::Priorities::new(&layout);
+    prio.set(0, tessera_store::FilePriority::Skip);
+    let leechers = [listening.clone(), listening].map(|c| {
+        let mut n = Node::leecher_with(&meta, c);
+        n.session.set_file_priorities(&prio);
+        n
+    });
+    let [l1, l2] = leechers;
+    let mut net = Net::new(vec![Node::seeder(&meta, dir.path()), l1, l2]);
+    let seed: SocketAddr = "198.51.100.1:6881".parse().unwrap();
+    // The leechers connect out from ephemeral ports; PEX must carry their listen ports.
+    let v4: SocketAddr = "192.0.2.7:40001".parse().unwrap();
+    let v6: SocketAddr = "[2001:db8::7]:40002".parse().unwrap();
+    let (v4_listen, v6_listen): (SocketAddr, SocketAddr) = (
+        "192.0.2.7:6881".parse().unwrap(),
+        "[2001:db8::7]:6881".parse().unwrap(),
+    );
+    net.connect_as(1, 0, v4, seed);
+    net.connect_as(2, 0, v6, seed);
+    let learnt = |n: &Net, i: usize| -> Vec<SocketAddr> {
+        n.nodes[i]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::PeersDiscovered(a) => Some(a.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    };
+    let done = net.run_until(Duration::from_secs(10), |n| {
+        learnt(n, 1).contains(&v6_listen) && learnt(n, 2).contains(&v4_listen)
+    });
+    assert!(
+        done,
+        "leecher 1 learnt {:?}, leecher 2 learnt {:?}; the seed has {} peers",
+        learnt(&net, 1),
+        learnt(&net, 2),
+        net.nodes[0].session.peer_count()
+    );
+    assert_eq!(
+        learnt(&net, 1),
+        [v6_listen],
+        "leecher 1 learnt only leecher 2"
+    );
+    assert_eq!(
+        learnt(&net, 2),
+        [v4_listen],
+        "leecher 2 learnt only leecher 1"
+    );
 }
 
 #[test]
