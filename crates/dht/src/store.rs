@@ -594,8 +594,9 @@ mod tests {
         let (lo, hi) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
         assert!(*lo > 140 && *hi < 260, "counts from {lo} to {hi}");
         // And the first place is not stuck on the first items.
-        let firsts: std::collections::HashSet<usize> =
-            (0..200u64).map(|seed| sample(0..100usize, 10, seed)[0]).collect();
+        let firsts: std::collections::HashSet<usize> = (0..200u64)
+            .map(|seed| sample(0..100usize, 10, seed)[0])
+            .collect();
         assert!(firsts.len() > 60, "{} distinct first picks", firsts.len());
     }
 }
