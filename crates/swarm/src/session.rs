@@ -1314,12 +1314,16 @@ impl Session {
     }
 
     fn on_pex(&mut self, pex: UtPex) {
+        // A seed has no use for other seeds (the connection would be dropped at once).
+        let seeding = self.torrent.as_ref().is_some_and(|t| t.picker.is_seed());
         let added = pex
             .added
             .iter()
-            .map(|(a, _)| SocketAddr::V4(*a))
-            .chain(pex.added6.iter().map(|(a, _)| SocketAddr::V6(*a)))
-            .take(MAX_PEX_PEERS);
+            .map(|(a, f)| (SocketAddr::V4(*a), *f))
+            .chain(pex.added6.iter().map(|(a, f)| (SocketAddr::V6(*a), *f)))
+            .take(MAX_PEX_PEERS)
+            .filter(|(_, f)| !(seeding && f.contains(PexFlags::SEED)))
+            .map(|(a, _)| a);
         // Whom we are connected to, once per message rather than once per address.
         let mut connected: Option<std::collections::HashSet<SocketAddr>> = None;
         let mut fresh = Vec::new();
@@ -1344,11 +1348,22 @@ impl Session {
     }
 
     fn send_pex(&mut self, now: Instant, key: PeerKey) {
-        let current: BTreeSet<SocketAddr> = self
+        // Each peer with the BEP 11 flags we know for it: a seed (or upload-only), and
+        // reachable when we connected to it ourselves.
+        let current: BTreeMap<SocketAddr, PexFlags> = self
             .peers
             .iter()
             .filter(|(k, p)| **k != key && p.handshake_done)
-            .filter_map(|(_, p)| p.listen_addr())
+            .filter_map(|(_, p)| {
+                let mut flags = PexFlags::default();
+                if p.is_seed || p.upload_only {
+                    flags = flags | PexFlags::SEED;
+                }
+                if p.outgoing {
+                    flags = flags | PexFlags::REACHABLE;
+                }
+                p.listen_addr().map(|a| (a, flags))
+            })
             .collect();
         let Some(p) = self.peers.get_mut(&key) else {
             return;
@@ -1356,24 +1371,26 @@ impl Session {
         // IPv4 and IPv6 peers alike (`added`/`added6`), at most MAX_PEX_PEERS of each kind of
         // change per message; the rest go in the next one.
         let mut pex = UtPex::default();
-        let added: Vec<SocketAddr> = current
-            .difference(&p.pex_sent)
+        let added: Vec<(SocketAddr, PexFlags)> = current
+            .iter()
+            .filter(|(a, _)| !p.pex_sent.contains(*a))
             .take(MAX_PEX_PEERS)
-            .copied()
+            .map(|(a, f)| (*a, *f))
             .collect();
         let dropped: Vec<SocketAddr> = p
             .pex_sent
-            .difference(&current)
+            .iter()
+            .filter(|a| !current.contains_key(*a))
             .take(MAX_PEX_PEERS)
             .copied()
             .collect();
         if added.is_empty() && dropped.is_empty() {
             return;
         }
-        for a in added {
+        for (a, flags) in added {
             match a {
-                SocketAddr::V4(v4) => pex.added.push((v4, PexFlags::default())),
-                SocketAddr::V6(v6) => pex.added6.push((v6, PexFlags::default())),
+                SocketAddr::V4(v4) => pex.added.push((v4, flags)),
+                SocketAddr::V6(v6) => pex.added6.push((v6, flags)),
             }
             p.pex_sent.insert(a);
         }

@@ -357,17 +357,6 @@ fn pex_tells_leechers_about_each_other_over_ipv4_and_ipv6() {
     );
     net.connect_as(1, 0, v4, seed);
     net.connect_as(2, 0, v6, seed);
-    let learnt = |n: &Net, i: usize| -> Vec<SocketAddr> {
-        n.nodes[i]
-            .events
-            .iter()
-            .filter_map(|e| match e {
-                Event::PeersDiscovered(a) => Some(a.clone()),
-                _ => None,
-            })
-            .flatten()
-            .collect()
-    };
     let done = net.run_until(Duration::from_secs(10), |n| {
         learnt(n, 1).contains(&v6_listen) && learnt(n, 2).contains(&v4_listen)
     });
@@ -387,6 +376,64 @@ fn pex_tells_leechers_about_each_other_over_ipv4_and_ipv6() {
         learnt(&net, 2),
         [v4_listen],
         "leecher 2 learnt only leecher 1"
+    );
+}
+
+/// What node `i` learnt through PEX, in order.
+fn learnt(n: &Net, i: usize) -> Vec<SocketAddr> {
+    n.nodes[i]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::PeersDiscovered(a) => Some(a.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// PEX flags: a leecher between two seeds and a second leecher tells everyone about the
+/// others, flagging the seeds as such; the seeds take the leecher's address but not each
+/// other's (two seeds have nothing to trade), while the second leecher takes both seeds.
+#[test]
+fn pex_flags_seeds_and_seeds_skip_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = make_torrent(dir.path(), TorrentVersion::V1, 16 * 1024);
+    let layout = Layout::new(&meta).unwrap();
+    let mut prio = tessera_store::Priorities::new(&layout);
+    prio.set(0, tessera_store::FilePriority::Skip);
+    let leecher = || {
+        // A fresh config each: its peer id is random.
+        let mut listening = config();
+        listening.listen_port = Some(6881);
+        let mut n = Node::leecher_with(&meta, listening);
+        n.session.set_file_priorities(&prio);
+        n
+    };
+    let mut net = Net::new(vec![
+        Node::seeder(&meta, dir.path()),
+        leecher(),
+        Node::seeder(&meta, dir.path()),
+        leecher(),
+    ]);
+    let addr = |s: &str| -> SocketAddr { s.parse().unwrap() };
+    let (s1, s2, l2) = (
+        addr("198.51.100.1:6881"),
+        addr("198.51.100.2:6881"),
+        addr("192.0.2.8:6881"),
+    );
+    net.connect_as(1, 0, addr("192.0.2.7:40001"), s1);
+    net.connect_as(1, 2, addr("192.0.2.7:40002"), s2);
+    net.connect_as(3, 1, addr("192.0.2.8:40003"), addr("192.0.2.7:6881"));
+    net.run_until(Duration::from_secs(5), |_| false);
+    assert_eq!(learnt(&net, 0), [l2], "the first seed");
+    assert_eq!(learnt(&net, 2), [l2], "the second seed");
+    let mut second = learnt(&net, 3);
+    second.sort();
+    assert_eq!(second, [s1, s2], "the second leecher");
+    assert!(
+        learnt(&net, 1).is_empty(),
+        "the middle leecher knows everyone"
     );
 }
 
