@@ -35,7 +35,7 @@ use tessera::metainfo::{Magnet, Metainfo};
 use tessera::store::{FileBackend, Layout, ResumeData, ResumeWriter};
 use tessera::swarm::driver::{
     create_empty_files, default_resume_path, load_metadata, metadata_path, open_dir, save_metadata,
-    Driver, DriverConfig, DriverError, Storage,
+    Driver, DriverConfig, Storage,
 };
 use tessera::swarm::{Session, SessionConfig};
 
@@ -239,7 +239,7 @@ async fn run(args: Args) -> Result<(), String> {
             let open: tessera::swarm::driver::OpenStorage =
                 Box::new(move |meta: &Arc<Metainfo>, layout: &Arc<Layout>| {
                     // Kept first, so that a run killed from here on resumes as from a .torrent.
-                    save_metadata(&cached, meta).map_err(DriverError::Io)?;
+                    save_metadata(&cached, meta)?;
                     let backend =
                         FileBackend::new(&out, layout, tessera::swarm::driver::backend_options())?;
                     create_empty_files(&backend, layout)?;

@@ -97,16 +97,7 @@ async fn run(args: Args) -> Result<(), String> {
     if have.count() < have.len() {
         eprintln!("warning: the data is incomplete; serving the verified pieces only");
     }
-    let info = meta.info_hashes();
-    let hashes: Vec<Id> = info
-        .v1
-        .map(|h| Id(*h.as_bytes()))
-        .into_iter()
-        .chain(
-            info.v2
-                .and_then(|h| Id::from_slice(h.as_bytes().get(..20)?)),
-        )
-        .collect();
+    let hashes: Vec<Id> = meta.info_hashes().swarm_hashes().map(|h| Id(h.0)).collect();
     let mut config = SessionConfig::default();
     config.listen_port = Some(args.listen.port());
     let session = Session::new(meta, &have, config, Instant::now()).map_err(|e| e.to_string())?;
@@ -137,12 +128,7 @@ async fn run(args: Args) -> Result<(), String> {
         };
         dht.bootstrap(boot).await.map_err(|e| e.to_string())?;
         tokio::spawn(async move {
-            for _ in 0..50 {
-                if dht.table_size().await.unwrap_or(0) > 0 {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            dht.wait_for_contacts(1, Duration::from_secs(5)).await;
             let mut first = true;
             loop {
                 let mut n = 0;

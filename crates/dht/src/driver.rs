@@ -355,6 +355,21 @@ impl Dht {
         Ok(self.contacts().await?.len())
     }
 
+    /// Waits until the routing tables hold at least `n` live contacts, checking every 50 ms
+    /// for at most `limit`. True if they do; false on timeout or once the node has stopped.
+    pub async fn wait_for_contacts(&self, n: usize, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match self.table_size().await {
+                Ok(size) if size >= n => return true,
+                Ok(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                _ => return false,
+            }
+        }
+    }
+
     /// The node's counters.
     ///
     /// # Errors
@@ -654,13 +669,11 @@ mod tests {
 
     /// Waits (up to 10 s) until `dht` has `n` contacts.
     async fn wait_table(dht: &Dht, n: usize) {
-        for _ in 0..200 {
-            if dht.table_size().await.unwrap() >= n {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("table of {:?} stayed below {n}", dht.local_addr());
+        assert!(
+            dht.wait_for_contacts(n, Duration::from_secs(10)).await,
+            "table of {:?} stayed below {n}",
+            dht.local_addr()
+        );
     }
 
     #[tokio::test]

@@ -122,6 +122,22 @@ impl InfoHashes {
     pub fn wire_hash(&self) -> Option<Sha1Hash> {
         self.v1.or_else(|| self.v2.map(|h| h.truncated()))
     }
+
+    /// Every 20-byte hash the torrent's swarm is known by, in the DHT and elsewhere: the v1
+    /// hash, then the truncated v2 hash (BEP 52). Two for a hybrid torrent.
+    pub fn swarm_hashes(&self) -> impl Iterator<Item = Sha1Hash> {
+        self.v1.into_iter().chain(self.v2.map(|h| h.truncated()))
+    }
+
+    /// The lowercase hex of the torrent's main hash (v1 if it has one, else v2), for naming
+    /// files that belong to it.
+    pub fn file_stem(&self) -> Option<String> {
+        match (self.v1, self.v2) {
+            (Some(v1), _) => Some(v1.to_hex()),
+            (None, Some(v2)) => Some(v2.to_hex()),
+            (None, None) => None,
+        }
+    }
 }
 
 /// Lowercase hex of any bytes.
@@ -181,5 +197,28 @@ mod tests {
             *x = i as u8;
         }
         assert_eq!(Sha256Hash(b).truncated().0[..], b[..20]);
+    }
+
+    #[test]
+    fn swarm_hashes_and_file_stem() {
+        let v1 = Sha1Hash([1; 20]);
+        let v2 = Sha256Hash([2; 32]);
+        let hybrid = InfoHashes {
+            v1: Some(v1),
+            v2: Some(v2),
+        };
+        let only_v2 = InfoHashes {
+            v1: None,
+            v2: Some(v2),
+        };
+        assert_eq!(
+            hybrid.swarm_hashes().collect::<Vec<_>>(),
+            [v1, v2.truncated()]
+        );
+        assert_eq!(only_v2.swarm_hashes().collect::<Vec<_>>(), [v2.truncated()]);
+        assert_eq!(hybrid.file_stem(), Some(v1.to_hex()));
+        assert_eq!(only_v2.file_stem(), Some(v2.to_hex()));
+        assert_eq!(InfoHashes::default().file_stem(), None);
+        assert_eq!(InfoHashes::default().swarm_hashes().count(), 0);
     }
 }

@@ -105,6 +105,7 @@ pub use path::safe_join;
 pub use piece_layers::{PieceLayerError, PieceLayers};
 pub use priority::{FilePriority, Priorities};
 pub use recheck::{recheck, recheck_with, RecheckOptions, RecheckReport};
+pub use resume::write_atomically;
 pub use resume::{
     load_resume, read_resume, save_resume, ResumeData, ResumeError, ResumeState, ResumeStatus,
     ResumeWriter, RESUME_VERSION,

@@ -355,16 +355,30 @@ fn file_state(fd: &DictRef<'_, '_>) -> Result<FileState, ResumeError> {
 /// # Errors
 /// [`ResumeError::Io`] if any step fails; `path` then still holds the previous record.
 pub fn save_resume(path: &Path, data: &ResumeData) -> Result<(), ResumeError> {
-    let bytes = data.encode();
+    write_atomically(path, &data.encode()).map_err(|e| match e {
+        StoreError::Io { path, source } => ResumeError::Io { path, source },
+        other => ResumeError::Store(other),
+    })
+}
+
+/// Replaces the file at `path` with `bytes` so that a crash leaves either the old file or the
+/// whole new one: written to `<path>.tmp` (never through a link left under that name),
+/// synced, renamed over `path`, then the directory synced so the rename itself survives.
+///
+/// One writer per path at a time: two would share `<path>.tmp`.
+///
+/// # Errors
+/// [`StoreError::Io`] naming the file or directory whose step failed; `path` then still holds
+/// what it held before.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let mut tmp_name = path.as_os_str().to_owned();
     tmp_name.push(".tmp");
     let tmp = PathBuf::from(tmp_name);
     let io = |p: &Path| {
         let p = p.to_path_buf();
-        move |source| ResumeError::Io { path: p, source }
+        move |source| StoreError::Io { path: p, source }
     };
     {
-        // Not through a link someone left under the temporary name.
         let mut f = fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -372,7 +386,7 @@ pub fn save_resume(path: &Path, data: &ResumeData) -> Result<(), ResumeError> {
             .custom_flags(crate::path::O_NOFOLLOW)
             .open(&tmp)
             .map_err(io(&tmp))?;
-        f.write_all(&bytes).map_err(io(&tmp))?;
+        f.write_all(bytes).map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;
     }
     fs::rename(&tmp, path).map_err(io(path))?;
@@ -380,21 +394,21 @@ pub fn save_resume(path: &Path, data: &ResumeData) -> Result<(), ResumeError> {
 }
 
 #[cfg(unix)]
-fn sync_parent(path: &Path) -> Result<(), ResumeError> {
+fn sync_parent(path: &Path) -> Result<(), StoreError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|source| ResumeError::Io {
+        .map_err(|source| StoreError::Io {
             path: dir.to_path_buf(),
             source,
         })
 }
 
 #[cfg(not(unix))]
-fn sync_parent(_path: &Path) -> Result<(), ResumeError> {
+fn sync_parent(_path: &Path) -> Result<(), StoreError> {
     // Directories cannot be opened for syncing here; the rename is as durable as the
     // platform makes it.
     Ok(())

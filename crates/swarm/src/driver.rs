@@ -266,27 +266,17 @@ impl Driver {
         announce_port: Option<u16>,
         interval: Duration,
     ) {
-        let hashes = lock(&self.inner.session).info_hashes();
-        let mut targets = Vec::new();
-        if let Some(h) = hashes.v1 {
-            targets.push(tessera_dht::Id(*h.as_bytes()));
-        }
-        if let Some(h) = hashes.v2 {
-            if let Some(id) = tessera_dht::Id::from_slice(h.as_bytes().get(..20).unwrap_or(&[])) {
-                targets.push(id);
-            }
-        }
+        let targets: Vec<tessera_dht::Id> = lock(&self.inner.session)
+            .info_hashes()
+            .swarm_hashes()
+            .map(|h| tessera_dht::Id(h.0))
+            .collect();
         let weak = Arc::downgrade(&self.inner);
         self.inner.runtime.spawn(async move {
             // Addresses already handed to the swarm, bounded; forgotten when full.
             let mut tried = std::collections::HashSet::new();
             // Give the DHT a moment to join before the first lookup.
-            for _ in 0..50 {
-                if dht.table_size().await.unwrap_or(0) > 0 {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            dht.wait_for_contacts(1, Duration::from_secs(5)).await;
             loop {
                 for target in &targets {
                     if let Ok(mut found) = dht.get_peers_stream(*target).await {
@@ -773,13 +763,17 @@ fn read_cached(inner: &Inner, disk: &Disk, r: &tessera_wire::BlockRequest) -> Op
 
 /// Where [`open_dir`] keeps a torrent's resume record by default: `DIR/.tessera/<hash>.resume`.
 pub fn default_resume_path(dir: &std::path::Path, meta: &Metainfo) -> std::path::PathBuf {
-    let hashes = meta.info_hashes();
-    let name = match (hashes.v1, hashes.v2) {
-        (Some(v1), _) => v1.to_hex(),
-        (None, Some(v2)) => v2.to_hex(),
-        (None, None) => "torrent".to_owned(),
-    };
-    dir.join(".tessera").join(format!("{name}.resume"))
+    torrent_file(dir, &meta.info_hashes(), "resume")
+}
+
+/// `DIR/.tessera/<hash>.<ext>`, named by the torrent's main hash.
+fn torrent_file(
+    dir: &std::path::Path,
+    hashes: &tessera_metainfo::InfoHashes,
+    ext: &str,
+) -> std::path::PathBuf {
+    let stem = hashes.file_stem().unwrap_or_else(|| "torrent".to_owned());
+    dir.join(".tessera").join(format!("{stem}.{ext}"))
 }
 
 /// Where a torrent first known from a magnet link keeps its metadata once received, so that a
@@ -790,40 +784,22 @@ pub fn metadata_path(
     dir: &std::path::Path,
     hashes: &tessera_metainfo::InfoHashes,
 ) -> std::path::PathBuf {
-    let name = match (hashes.v1, hashes.v2) {
-        (Some(v1), _) => v1.to_hex(),
-        (None, Some(v2)) => v2.to_hex(),
-        (None, None) => "torrent".to_owned(),
-    };
-    dir.join(".tessera").join(format!("{name}.torrent"))
+    torrent_file(dir, hashes, "torrent")
 }
 
 /// Writes `meta` to `path` (see [`metadata_path`]) so that a crash leaves either the old file
-/// or the whole new one: a temporary file beside it, synced, then renamed over it.
+/// or the whole new one ([`tessera_store::write_atomically`]).
 ///
 /// # Errors
 /// The directory or the file cannot be written.
-pub fn save_metadata(path: &std::path::Path, meta: &Metainfo) -> std::io::Result<()> {
-    use std::io::Write;
+pub fn save_metadata(path: &std::path::Path, meta: &Metainfo) -> Result<(), StoreError> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
+        std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+            path: parent.to_path_buf(),
+            source,
+        })?;
     }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(meta.as_bytes())?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
-    if let Some(parent) = path.parent() {
-        // The rename itself is durable once the directory is synced (best effort: not every
-        // platform can open a directory).
-        if let Ok(d) = std::fs::File::open(parent) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+    tessera_store::write_atomically(path, meta.as_bytes())
 }
 
 /// Reads back what [`save_metadata`] wrote: `None` if there is no file at `path`, if it is not
@@ -833,11 +809,18 @@ pub fn load_metadata(
     path: &std::path::Path,
     hashes: &tessera_metainfo::InfoHashes,
 ) -> Option<Metainfo> {
+    use std::io::Read;
     const LIMIT: u64 = 64 << 20;
-    if std::fs::metadata(path).ok()?.len() > LIMIT {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(LIMIT + 1)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    if bytes.len() as u64 > LIMIT {
         return None;
     }
-    let meta = Metainfo::from_bytes(std::fs::read(path).ok()?).ok()?;
+    let meta = Metainfo::from_bytes(bytes).ok()?;
     let have = meta.info_hashes();
     let v1_ok = hashes.v1.is_none_or(|h| have.v1 == Some(h));
     let v2_ok = hashes.v2.is_none_or(|h| have.v2 == Some(h));
