@@ -21,8 +21,8 @@ use std::time::Instant;
 use tessera::ledger::cheque::{Cheque, ChequeReceiver};
 use tessera::ledger::contracts::{self, chequebook, token};
 use tessera::ledger::{
-    verify_parallel, Address, Call, Genesis, Hash, Node, NodeConfig, Params, SecretKey,
-    SignedTransaction, Transaction,
+    parallel_map, verify_parallel, Address, Call, Genesis, Hash, Node, NodeConfig, Params,
+    SecretKey, SignedTransaction, Transaction,
 };
 
 const CHAIN_ID: u64 = 1;
@@ -36,22 +36,6 @@ fn rss_mib() -> f64 {
         .and_then(|p| p.parse().ok())
         .unwrap_or(0.0);
     pages * 4096.0 / (1024.0 * 1024.0)
-}
-
-fn parallel_map<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> Vec<U> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = items.len().div_ceil(threads).max(1);
-    let f = &f;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    })
 }
 
 fn sign(key: &SecretKey, nonce: u64, call: Call) -> SignedTransaction {
@@ -119,7 +103,7 @@ fn main() {
 
     let rss_before = rss_mib();
     let indices: Vec<u64> = (0..senders).collect();
-    let keys: Vec<SecretKey> = parallel_map(&indices, |i| SecretKey::test_account(*i));
+    let keys: Vec<SecretKey> = parallel_map(&indices, &|i| SecretKey::test_account(*i));
     let sender_addresses: Vec<Address> = keys.iter().map(|k| k.public_key().address()).collect();
     // The rest of the accounts hold balances but never sign: their addresses need no key.
     let mut genesis_accounts: Vec<(Address, u64)> = sender_addresses
@@ -168,7 +152,7 @@ fn main() {
     );
 
     // Funded chequebooks for the cheque run (set-up, not timed).
-    let deposits: Vec<SignedTransaction> = parallel_map(&indices, |i| {
+    let deposits: Vec<SignedTransaction> = parallel_map(&indices, &|i| {
         let args = chequebook::DepositArgs {
             amount: 100_000_000,
         };
@@ -183,7 +167,7 @@ fn main() {
 
     // Transfers: sender i pays sender i+1, or a filler account.
     let specs: Vec<usize> = (0..txs_per_kind).collect();
-    let transfers: Vec<SignedTransaction> = parallel_map(&specs, |t| {
+    let transfers: Vec<SignedTransaction> = parallel_map(&specs, &|t| {
         let s = *t % senders as usize;
         let nonce = 1 + (*t / senders as usize) as u64;
         let to = sender_addresses[(s + 1) % senders as usize];
@@ -214,7 +198,7 @@ fn main() {
     );
 
     // Cheque cash-outs: beneficiary i+1 cashes a cheque from payer i.
-    let cheques: Vec<SignedTransaction> = parallel_map(&specs, |t| {
+    let cheques: Vec<SignedTransaction> = parallel_map(&specs, &|t| {
         let payer = *t % senders as usize;
         let beneficiary = (payer + 1) % senders as usize;
         let round = (*t / senders as usize) as u64;

@@ -23,8 +23,8 @@ use tessera::ledger::cheque::{Cheque, ContentId};
 use tessera::ledger::contracts::{self, chequebook, token};
 use tessera::ledger::state::account_key;
 use tessera::ledger::{
-    replay, Address, Call, Genesis, Node, NodeConfig, Params, SecretKey, SignedTransaction,
-    Transaction,
+    parallel_map, replay, Address, Call, Genesis, Node, NodeConfig, Params, SecretKey,
+    SignedTransaction, Transaction,
 };
 
 const CHAIN_ID: u64 = 1;
@@ -153,24 +153,8 @@ fn init(args: &Args) -> Result<(), String> {
 
 /// Addresses of test accounts `0..n`, derived on all cores.
 fn test_addresses(n: u64) -> Vec<Address> {
-    parallel_map((0..n).collect(), |i| {
+    parallel_map(&(0..n).collect::<Vec<_>>(), &|i| {
         SecretKey::test_account(*i).public_key().address()
-    })
-}
-
-fn parallel_map<T: Sync, U: Send>(items: Vec<T>, f: impl Fn(&T) -> U + Sync) -> Vec<U> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = items.len().div_ceil(threads).max(1);
-    let f = &f;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
     })
 }
 
@@ -319,7 +303,7 @@ fn sign_all(specs: Vec<Spec>, keys: &mut HashMap<u64, SecretKey>) -> Vec<SignedT
             .or_insert_with(|| SecretKey::test_account(spec.sender));
     }
     let keys = &*keys;
-    parallel_map(specs, |spec| {
+    parallel_map(&specs, &|spec| {
         let key = keys.get(&spec.sender)?;
         let tx = Transaction {
             chain_id: CHAIN_ID,

@@ -38,9 +38,10 @@ impl From<[u8; BLOOM_BYTES]> for ScrapeBloom {
 }
 
 /// The two bit indexes BEP 33 derives from an address: the first two little-endian 16-bit
-/// words of SHA-1 of the address bytes, modulo m.
+/// words of SHA-1 of the address bytes, modulo m. An IPv4-mapped IPv6 address counts as the
+/// IPv4 address it carries.
 fn indexes(ip: IpAddr) -> [usize; 2] {
-    let hash = match canonical(ip) {
+    let hash = match ip.to_canonical() {
         IpAddr::V4(v4) => Sha1::digest(v4.octets()),
         IpAddr::V6(v6) => Sha1::digest(v6.octets()),
     };
@@ -53,14 +54,6 @@ fn indexes(ip: IpAddr) -> [usize; 2] {
         *o = word % M;
     }
     out
-}
-
-/// IPv4-mapped IPv6 addresses are inserted as the IPv4 address they carry.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        IpAddr::V4(_) => ip,
-    }
 }
 
 impl ScrapeBloom {

@@ -50,9 +50,10 @@ use crate::bep44::{ItemError, MutableItem};
 use crate::id::{Contact, Id};
 use crate::node::{Event, FoundItem, LookupId, Node, NodeConfig, NodeStats};
 
-/// Size of the receive buffer: larger datagrams are truncated, and then refused by the
-/// decoder (nothing valid is that large).
-const RECV_BUFFER: usize = 2048;
+/// Size of the receive buffer: one byte more than the largest datagram we accept, so that a
+/// longer one arrives truncated to a length the decoder refuses (rather than cut to a length
+/// it would take).
+const RECV_BUFFER: usize = crate::krpc::MAX_DATAGRAM + 1;
 /// Commands queued from the handles before `send` waits.
 const COMMAND_QUEUE: usize = 256;
 /// Peer batches queued on a [`Dht::get_peers_stream`] receiver before the task holds them back.

@@ -256,6 +256,8 @@ pub struct Node {
     rng: u64,
     next_maintenance: Instant,
     ip_votes: HashMap<IpAddr, u32>,
+    /// Who has voted in [`Node::ip_votes`]'s round: one vote per responding IP.
+    ip_voters: HashSet<IpAddr>,
     external: Option<IpAddr>,
     stats: NodeStats,
     scratch: Vec<u8>,
@@ -314,6 +316,7 @@ impl Node {
             rng,
             next_maintenance: now + MAINTENANCE,
             ip_votes: HashMap::new(),
+            ip_voters: HashSet::new(),
             external: None,
             stats: NodeStats::default(),
             scratch: Vec::with_capacity(512),
@@ -620,7 +623,8 @@ impl Node {
         purpose: Purpose,
         query: impl FnOnce(Id) -> Query,
     ) -> bool {
-        if self.pending.len() >= self.config.max_in_flight {
+        // Transaction ids are 16 bits: never more in flight than there are ids to find.
+        if self.pending.len() >= self.config.max_in_flight.min(usize::from(u16::MAX)) {
             return false;
         }
         let mut tid = self.next_tid;
@@ -709,7 +713,7 @@ impl Node {
                     return;
                 }
                 if let Some(ip) = message.ip {
-                    self.vote_ip(ip.ip());
+                    self.vote_ip(from.ip(), ip.ip());
                 }
                 let contact = Contact {
                     id: response.id,
@@ -794,8 +798,20 @@ impl Node {
         }
     }
 
-    fn vote_ip(&mut self, ip: IpAddr) {
-        if self.ip_votes.len() >= 16 && !self.ip_votes.contains_key(&ip) {
+    /// Counts `voter`'s report that our address is `ip`. Each responding IP votes once per
+    /// round, so one node repeating itself cannot decide; a round ends (the counts start
+    /// over, the address found so far stays) when it has seen too many voters or too many
+    /// candidate addresses, so made-up addresses cannot lock the count.
+    fn vote_ip(&mut self, voter: IpAddr, ip: IpAddr) {
+        const MAX_CANDIDATES: usize = 16;
+        const MAX_VOTERS: usize = 1024;
+        if self.ip_voters.len() >= MAX_VOTERS
+            || (self.ip_votes.len() >= MAX_CANDIDATES && !self.ip_votes.contains_key(&ip))
+        {
+            self.ip_votes.clear();
+            self.ip_voters.clear();
+        }
+        if !self.ip_voters.insert(voter) {
             return;
         }
         let votes = self.ip_votes.entry(ip).or_insert(0);
@@ -1351,11 +1367,19 @@ impl Node {
     /// # Errors
     /// `None` if the bytes are not a saved state.
     pub fn load(bytes: &[u8]) -> Option<(Id, Vec<Contact>)> {
-        let doc = tessera_bencode::decode(bytes).ok()?;
+        // What `save` writes: one flat dictionary of three strings, and no more nodes than
+        // two full routing tables hold (the file may have been tampered with).
+        const MAX_SAVED: usize = 2 * 160 * 8;
+        let doc = tessera_bencode::DecodeOptions::strict()
+            .with_max_depth(4)
+            .with_max_tokens(64)
+            .decode(bytes)
+            .ok()?;
         let dict = doc.root().as_dict()?;
         let id = Id::from_slice(dict.get(b"id")?.as_bytes()?)?;
         let mut contacts = crate::compact::nodes_v4(dict.get(b"nodes")?.as_bytes()?)?;
         contacts.extend(crate::compact::nodes_v6(dict.get(b"nodes6")?.as_bytes()?)?);
+        contacts.truncate(MAX_SAVED);
         Some((id, contacts))
     }
 }

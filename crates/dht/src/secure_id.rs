@@ -60,19 +60,11 @@ const V4_MASK: [u8; 4] = [0x03, 0x0f, 0x3f, 0xff];
 /// Mask applied to the high 64 bits of an IPv6 address before hashing.
 const V6_MASK: [u8; 8] = [0x01, 0x03, 0x07, 0x0f, 0x1f, 0x3f, 0x7f, 0xff];
 
-/// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, as a dual-stack socket reports IPv4 peers)
-/// is treated as the IPv4 address it carries.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        IpAddr::V4(_) => ip,
-    }
-}
-
-/// CRC32C of the masked address with `r` (0..=7) in its top three bits.
+/// CRC32C of the masked address with `r` (0..=7) in its top three bits. An IPv4-mapped IPv6
+/// address (as a dual-stack socket reports IPv4 peers) is treated as the IPv4 address.
 fn masked_crc(ip: IpAddr, r: u8) -> u32 {
     let r_bits = (r & 0x7) << 5;
-    match canonical(ip) {
+    match ip.to_canonical() {
         IpAddr::V4(v4) => {
             let mut bytes = v4.octets();
             for (b, m) in bytes.iter_mut().zip(V4_MASK) {
@@ -143,7 +135,7 @@ pub fn is_secure(id: &Id, ip: IpAddr) -> bool {
 /// counterparts (`::1`, unique local `fc00::/7`, link-local `fe80::/10`). IPv4-mapped IPv6
 /// addresses are judged as IPv4.
 pub fn is_exempt(ip: IpAddr) -> bool {
-    match canonical(ip) {
+    match ip.to_canonical() {
         IpAddr::V4(v4) => v4.is_private() || v4.is_link_local() || v4.is_loopback(),
         IpAddr::V6(v6) => {
             let first = v6.segments().first().copied().unwrap_or(0);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::bep44::{check_value, immutable_target, ImmutableItem, ItemError, MutableItem};
 use crate::bloom::ScrapeBloom;
 use crate::id::Id;
-use crate::rng::splitmix64;
+use crate::rng::{mix64, splitmix64};
 
 /// Limits of a [`PeerStore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,21 +101,6 @@ pub struct PeerStore {
     total_peers: usize,
 }
 
-/// IPv4-mapped IPv6 addresses (from a dual-stack socket) are stored as IPv4.
-fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        IpAddr::V4(_) => ip,
-    }
-}
-
-/// SplitMix64's finaliser: a bijective mix of 64 bits.
-fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// A uniformly random-looking subset of at most `max` items, in random-looking order,
 /// determined by `seed`: a partial Fisher-Yates shuffle driven by SplitMix64. O(n + max),
 /// with one allocation.
@@ -161,7 +146,8 @@ impl PeerStore {
     /// when the store is at a limit, room is made as [`PeerStoreConfig`] describes; with a
     /// limit of zero nothing is stored.
     pub fn announce(&mut self, info_hash: Id, addr: SocketAddr, seed: bool, now: Instant) {
-        let ip = canonical_ip(addr.ip());
+        // IPv4-mapped IPv6 addresses (from a dual-stack socket) are stored as IPv4.
+        let ip = addr.ip().to_canonical();
         let entry = PeerEntry {
             ip,
             port: addr.port(),

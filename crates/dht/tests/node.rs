@@ -1475,3 +1475,26 @@ fn identical_nodes_behave_identically() {
         assert_eq!(first_difference, None);
     }
 }
+
+#[test]
+fn one_responder_repeating_itself_does_not_set_our_external_address() {
+    let t0 = Instant::now();
+    let mut node = Node::new(config(), t0);
+    let ours: SocketAddr = "198.51.100.77:6881".parse().unwrap();
+    let ip = v4(0).ip();
+    let mut answered = 0;
+    for port in 0..8u16 {
+        let from = SocketAddr::new(ip, 7000 + port);
+        node.add_node(t0, from);
+        let sent = drain(&mut node);
+        let Some(t) = sent.iter().find(|t| t.to == from) else {
+            continue;
+        };
+        let mut r = Message::response(decoded(t).tid, Response::new(id(u64::from(port) + 1)));
+        r.ip = Some(ours);
+        exchange(&mut node, t0, from, &r);
+        answered += 1;
+    }
+    assert!(answered >= 5, "only {answered} queries to answer");
+    assert_eq!(node.poll_event(), None, "one IP decided our address");
+}

@@ -87,7 +87,9 @@ impl Pending {
         if self.next.len() >= MAX_PENDING_SENDERS && !self.next.contains_key(&sender) {
             return Err(TxError::MempoolFull);
         }
-        let (nonce, balance) = *self.next.entry(sender).or_insert_with(|| {
+        // Looked up, not inserted: only an admitted transaction takes a slot, so senders that
+        // cannot pay take none.
+        let (nonce, balance) = self.next.get(&sender).copied().unwrap_or_else(|| {
             let account = ledger.account(&sender);
             (account.nonce, u128::from(account.balance))
         });
@@ -171,18 +173,12 @@ impl Application for Ledger {
                 got: info.time_ms,
             });
         }
-        let stxs = decode_all(txs)?;
-        if stxs.len() > crate::block::MAX_BLOCK_TXS {
+        // Counted before anything is decoded.
+        if txs.len() > crate::block::MAX_BLOCK_TXS {
             return Err(BlockError::TooLarge("transactions"));
         }
-        let gas: u128 = stxs.iter().map(|t| u128::from(t.tx().gas_limit)).sum();
-        if gas > u128::from(self.params().block_gas_limit) {
-            return Err(BlockError::TooLarge("gas"));
-        }
-        for (index, stx) in stxs.iter().enumerate() {
-            self.check_stateless(stx)
-                .map_err(|error| BlockError::Tx { index, error })?;
-        }
+        let stxs = decode_all(txs)?;
+        self.check_txs(&stxs)?;
         for (index, check) in self.preverify(&stxs).into_iter().enumerate() {
             check.map_err(|e| BlockError::Tx {
                 index,
@@ -197,11 +193,11 @@ impl Application for Ledger {
         info: &BlockInfo,
         txs: &[Vec<u8>],
     ) -> Result<FinalizeResponse, BlockError> {
-        let stxs = decode_all(txs)?;
-        for (index, stx) in stxs.iter().enumerate() {
-            self.check_stateless(stx)
-                .map_err(|error| BlockError::Tx { index, error })?;
+        if txs.len() > crate::block::MAX_BLOCK_TXS {
+            return Err(BlockError::TooLarge("transactions"));
         }
+        let stxs = decode_all(txs)?;
+        self.check_txs(&stxs)?;
         let (header, receipts) = self.execute(info, &stxs, Signatures::Verify)?;
         Ok(FinalizeResponse {
             receipts,

@@ -374,7 +374,7 @@ impl Ledger {
                 .contracts
                 .iter()
                 .find(|c| c.name() == tx.call.contract)
-                .ok_or(ContractError::UnknownMethod(tx.call.contract.clone()))?;
+                .ok_or_else(|| ContractError::UnknownMethod(tx.call.contract.clone()))?;
             let mut ctx = Context {
                 state: &self.state,
                 journal: &mut journal,
@@ -630,15 +630,21 @@ impl Ledger {
                 got: h.time_ms,
             });
         }
-        if block.txs.len() > crate::block::MAX_BLOCK_TXS {
+        block.check_tx_root()?;
+        self.check_txs(&block.txs)
+    }
+
+    /// A block's transactions within the block limits (count, total gas), each well-formed
+    /// on its own ([`Ledger::check_stateless`]).
+    pub(crate) fn check_txs(&self, txs: &[SignedTransaction]) -> Result<(), BlockError> {
+        if txs.len() > crate::block::MAX_BLOCK_TXS {
             return Err(BlockError::TooLarge("transactions"));
         }
-        let gas: u128 = block.txs.iter().map(|t| u128::from(t.tx().gas_limit)).sum();
+        let gas: u128 = txs.iter().map(|t| u128::from(t.tx().gas_limit)).sum();
         if gas > u128::from(self.params.block_gas_limit) {
             return Err(BlockError::TooLarge("gas"));
         }
-        block.check_tx_root()?;
-        for (index, stx) in block.txs.iter().enumerate() {
+        for (index, stx) in txs.iter().enumerate() {
             self.check_stateless(stx)
                 .map_err(|error| BlockError::Tx { index, error })?;
         }
@@ -760,8 +766,10 @@ impl Ledger {
     }
 }
 
-/// Applies `f` to every item, spread over all cores; results in input order.
-fn parallel_map<T: Sync, U: Send>(items: &[T], f: &(impl Fn(&T) -> U + Sync)) -> Vec<U> {
+/// Applies `f` to every item, spread over all cores (in one thread for fewer than 64 items);
+/// results in input order. `f` should not panic: the results of a thread that dies are left
+/// out, so the output is then shorter than the input.
+pub fn parallel_map<T: Sync, U: Send>(items: &[T], f: &(impl Fn(&T) -> U + Sync)) -> Vec<U> {
     let threads = thread::available_parallelism().map_or(1, |n| n.get());
     if threads <= 1 || items.len() < 64 {
         return items.iter().map(f).collect();

@@ -84,8 +84,8 @@ pub use crypto::{Address, Domain, Hash, PublicKey, SecretKey, Signature};
 pub use engine::{Context, Contract, Env, Params, SignatureCheck};
 pub use error::{BlockError, ContractError, DecodeError, SignatureError, TxError};
 pub use ledger::{
-    verify_parallel, verify_prepared, BlockInfo, Genesis, Ledger, Proposal, Signatures, Snapshot,
-    TxOutcome, MAX_GENESIS_LEN,
+    parallel_map, verify_parallel, verify_prepared, BlockInfo, Genesis, Ledger, Proposal,
+    Signatures, Snapshot, TxOutcome, MAX_GENESIS_LEN,
 };
 pub use mempool::Mempool;
 pub use node::{replay, Committed, Node, NodeConfig, NodeError, Replay};
