@@ -56,7 +56,7 @@ fn from_metainfo(m: &Metainfo) -> Summary {
             m.files()
                 .iter()
                 .map(|f| FileJson {
-                    path: f.path.clone(),
+                    path: f.path.to_owned(),
                     length: f.length,
                     padding: f.attributes.padding,
                 })

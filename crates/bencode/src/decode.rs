@@ -80,7 +80,7 @@ impl DecodeOptions {
     /// # Errors
     /// Any malformed input, exceeded limit, or (in strict mode) non-canonical encoding.
     pub fn decode<'a>(&self, input: &'a [u8]) -> Result<Document<'a>, Error> {
-        Decoder::new(input, *self, &[]).run::<false>()
+        Decoder::new(input, *self, &[], None).run::<false>()
     }
 
     /// Decodes `input` like [`decode`](Self::decode), checking all of it just as thoroughly
@@ -122,8 +122,78 @@ impl DecodeOptions {
         input: &'a [u8],
         path: &[&[u8]],
     ) -> Result<Document<'a>, Error> {
-        Decoder::new(input, *self, path).run::<true>()
+        Decoder::new(input, *self, path, None).run::<true>()
     }
+
+    /// [`decode_folded`](Self::decode_folded), except that the first list or dictionary found
+    /// at `path` is first offered to `claim`, which may check it itself (say, with a parser made
+    /// for what that container holds, reading it once for both jobs).
+    ///
+    /// `claim` is called at most once, with the offset of the container's first byte and the
+    /// limits that are left there. It returns `None` to leave the container to the decoder, or
+    /// a [`Claimed`] that vouches for the bytes from that offset to [`Claimed::end`]: one
+    /// well-formed, *canonical* bencoded value of the kind its first byte says, within the
+    /// limits given. The decoder then skips those bytes: the container is on the tape as a
+    /// [folded](ValueRef::is_folded) value with the span and element count claimed, and
+    /// its values count towards the token limit. A claim that cannot be right (an end outside
+    /// the input or not on an `e`, more values than allowed, fewer values than elements) is
+    /// ignored and the decoder reads the container itself.
+    ///
+    /// A caller that claims must be as strict as the decoder: anything it lets through is not
+    /// looked at again. Nothing inside a claimed container is reported as a warning, so it
+    /// should decline non-canonical bytes rather than accept them.
+    ///
+    /// # Errors
+    /// The same as [`decode`](Self::decode).
+    ///
+    /// ```
+    /// use tessera_bencode::{Claimed, DecodeOptions};
+    ///
+    /// let input = b"d4:infod5:filesli1ei2eeee";
+    /// let mut offered = None;
+    /// let doc = DecodeOptions::strict()
+    ///     .decode_claiming(input, &[b"info", b"files"], &mut |start, _limits| {
+    ///         offered = Some(start);
+    ///         Some(Claimed { end: start + 8, elements: 2, values: 3 })
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(offered, Some(15));
+    /// let info = doc.root().as_dict().unwrap().get_dict(b"info").unwrap();
+    /// let files = info.get(b"files").unwrap();
+    /// assert!(files.is_folded());
+    /// assert_eq!(files.raw(), b"li1ei2ee");
+    /// assert_eq!(files.as_list().unwrap().len(), 2);
+    /// ```
+    pub fn decode_claiming<'a>(
+        &self,
+        input: &'a [u8],
+        path: &[&[u8]],
+        claim: &mut dyn FnMut(usize, ClaimLimits) -> Option<Claimed>,
+    ) -> Result<Document<'a>, Error> {
+        Decoder::new(input, *self, path, Some(claim)).run::<true>()
+    }
+}
+
+/// What a claim of [`DecodeOptions::decode_claiming`] must stay within.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimLimits {
+    /// Most values the claimed container may hold, itself included.
+    pub values: usize,
+    /// Most levels of nesting it may have, itself included: 1 allows a container of
+    /// integers and strings only.
+    pub depth: usize,
+}
+
+/// A container checked by the caller of [`DecodeOptions::decode_claiming`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claimed {
+    /// Offset one past its last byte (its closing `e`).
+    pub end: usize,
+    /// Number of its elements (a list) or entries (a dictionary).
+    pub elements: usize,
+    /// Number of values in it, itself included, counted as the decoder counts them (a
+    /// dictionary entry is two: its key and its value).
+    pub values: usize,
 }
 
 /// Decodes `input` in strict mode with default limits.
@@ -745,6 +815,8 @@ struct Decoder<'a, 'p> {
     opts: DecodeOptions,
     /// The keys to the container whose elements are folded (`decode_folded`).
     fold_path: &'p [&'p [u8]],
+    /// Who may claim that container (`decode_claiming`), until it has been offered once.
+    claim: Option<&'p mut dyn FnMut(usize, ClaimLimits) -> Option<Claimed>>,
     /// `opts.max_tokens`, capped at what the tape can count.
     max_tokens: usize,
     /// The frames enclosing the innermost one, outermost (the root slot) first.
@@ -780,12 +852,18 @@ fn record<const FOLD: bool>(
 }
 
 impl<'a, 'p> Decoder<'a, 'p> {
-    fn new(input: &'a [u8], opts: DecodeOptions, fold_path: &'p [&'p [u8]]) -> Self {
+    fn new(
+        input: &'a [u8],
+        opts: DecodeOptions,
+        fold_path: &'p [&'p [u8]],
+        claim: Option<&'p mut dyn FnMut(usize, ClaimLimits) -> Option<Claimed>>,
+    ) -> Self {
         let max_tokens = opts.max_tokens.min(TOKEN_CEILING);
         Decoder {
             input,
             opts,
             fold_path,
+            claim,
             max_tokens,
             stack: Vec::new(),
             warnings: Vec::new(),
@@ -952,6 +1030,21 @@ impl<'a, 'p> Decoder<'a, 'p> {
                         tokens.len() as u32
                     };
                     let fold = if FOLD { self.child_fold(top) } else { Fold::No };
+                    if FOLD && fold == Fold::Parent && self.claim.is_some() {
+                        let held = tokens.len() + folded;
+                        if let Some((t, values)) = self.offer(start, held, tokens.len()) {
+                            // `offer` checked that the values fit under the limit.
+                            tokens.push(t);
+                            folded += values - 1;
+                            pos = t.end as usize;
+                            if top.kind == FrameKind::Root {
+                                break;
+                            }
+                            top.count += 1;
+                            top.want_key = top.kind == FrameKind::Dict;
+                            continue;
+                        }
+                    }
                     let t = Token {
                         start: start as u32,
                         end: 0,
@@ -1008,6 +1101,44 @@ impl<'a, 'p> Decoder<'a, 'p> {
             tokens,
             warnings: self.warnings,
         })
+    }
+
+    /// Offers the container at `start` (which would be tape index `idx`, with `held` values
+    /// already counted) to the claimer, once. Returns its folded token and its number of
+    /// values if the claim is taken.
+    #[cold]
+    #[inline(never)]
+    fn offer(&mut self, start: usize, held: usize, idx: usize) -> Option<(Token, usize)> {
+        let claim = self.claim.take()?;
+        let limits = ClaimLimits {
+            values: self.max_tokens.saturating_sub(held),
+            depth: self.opts.max_depth.saturating_sub(self.stack.len()),
+        };
+        let c = claim(start, limits)?;
+        let kind = match self.input.get(start) {
+            Some(b'l') => Kind::List,
+            Some(b'd') => Kind::Dict,
+            _ => return None,
+        };
+        let plausible = c.end > start + 1
+            && c.end <= self.input.len()
+            && self.input.get(c.end - 1) == Some(&b'e')
+            && c.values >= 1
+            && c.values <= limits.values
+            && c.elements < c.values
+            && (kind == Kind::List || c.elements.checked_mul(2)? < c.values)
+            && c.elements <= COUNT_MASK as usize
+            && idx < TOKEN_CEILING;
+        if !plausible {
+            return None;
+        }
+        let t = Token {
+            start: start as u32,
+            end: c.end as u32,
+            aux: (idx + 1) as u32,
+            meta: meta(kind, c.elements as u32),
+        };
+        Some((t, c.values))
     }
 
     /// How a container opened inside `top` stands as to folding.

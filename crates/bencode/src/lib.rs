@@ -87,8 +87,8 @@ mod value;
 pub use de::{from_bytes, from_bytes_with, from_value_ref, DeError, Deserializer};
 
 pub use decode::{
-    decode, decode_lenient, DecodeOptions, DictIter, DictRef, Document, Kind, ListIter, ListRef,
-    Mode, ValueRef, DEFAULT_MAX_DEPTH, DEFAULT_MAX_TOKENS,
+    decode, decode_lenient, ClaimLimits, Claimed, DecodeOptions, DictIter, DictRef, Document, Kind,
+    ListIter, ListRef, Mode, ValueRef, DEFAULT_MAX_DEPTH, DEFAULT_MAX_TOKENS,
 };
 pub use encode::{put_bytes, put_int, DictBuilder, Encode};
 pub use error::{Error, ErrorKind, Irregularity, Path, PathSegment, Warning};

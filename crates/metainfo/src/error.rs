@@ -121,6 +121,9 @@ pub enum Error {
         /// The limit ([`ParseOptions::max_files`](crate::ParseOptions::max_files)).
         limit: usize,
     },
+    /// The file paths together take more than 4 GiB.
+    #[error("the file paths of the torrent take more than 4 GiB")]
+    FileListTooLarge,
     /// A name or path component longer than allowed.
     #[error("name or path component of {len} bytes (limit {limit})")]
     NameTooLong {
@@ -174,7 +177,7 @@ impl Error {
             Error::MissingFileTree => "torrent_missing_file_tree",
             Error::MissingMetaVersion => "torrent_missing_meta_version",
             Error::DirectoryTooDeep { .. } => "torrent_directory_too_deep",
-            Error::TooManyFiles { .. } => "too_many_files_in_torrent",
+            Error::TooManyFiles { .. } | Error::FileListTooLarge => "too_many_files_in_torrent",
             Error::NameTooLong { .. } => "filename_too_long",
             Error::PieceLayersTooLarge { .. } => "piece_layers_too_large",
             Error::FileTooLarge { .. } => "file_too_large",

@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
+use std::sync::OnceLock;
 
 use crate::error::Error;
 use crate::hash::Sha256Hash;
@@ -59,15 +60,15 @@ impl FileAttributes {
     }
 }
 
-/// One file of a torrent. The fields are public and plain data; the raw path components are
-/// read through [`path_components`](Self::path_components).
-#[derive(Clone)]
-pub struct FileEntry {
+/// One file of a torrent: a view into the torrent's [`Files`]. The fields are plain data; the
+/// raw path components are read through [`path_component_iter`](Self::path_component_iter).
+#[derive(Clone, Copy)]
+pub struct FileEntry<'a> {
     /// The sanitised path relative to the download directory, `/`-separated: the name alone for
     /// a single-file torrent, `name/dir/file` for a multi-file one. Exactly libtorrent's
     /// `file_storage::file_path()`, duplicate names renamed (`file.1.txt`). Padding files the
     /// torrent does not name get libtorrent's `.pad/<size>` names.
-    pub path: String,
+    pub path: &'a str,
     /// Length in bytes (0 for symlinks).
     pub length: u64,
     /// Offset of the first byte in the torrent's concatenated byte space (libtorrent's
@@ -78,17 +79,17 @@ pub struct FileEntry {
     /// For symlinks: the sanitised target, relative to the download directory like `path`. A
     /// target that does not resolve inside the torrent is replaced by the link itself, as in
     /// libtorrent.
-    pub symlink_target: Option<String>,
+    pub symlink_target: Option<&'a str>,
     /// v2: the root of the file's merkle tree (`None` for empty files, symlinks, padding and
     /// v1-only torrents).
     pub pieces_root: Option<Sha256Hash>,
     /// Modification time (`mtime`), seconds since the epoch, if given and non-zero.
     pub mtime: Option<i64>,
-    /// The raw path components (see [`RawPath`]).
-    raw_path: RawPath,
+    /// Where the raw path components are.
+    raw_path: RawPath<'a>,
 }
 
-impl PartialEq for FileEntry {
+impl PartialEq for FileEntry<'_> {
     fn eq(&self, other: &Self) -> bool {
         self.path == other.path
             && self.length == other.length
@@ -101,12 +102,12 @@ impl PartialEq for FileEntry {
     }
 }
 
-impl Eq for FileEntry {}
+impl Eq for FileEntry<'_> {}
 
-impl std::fmt::Debug for FileEntry {
+impl std::fmt::Debug for FileEntry<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        struct Components<'a>(&'a FileEntry);
-        impl std::fmt::Debug for Components<'_> {
+        struct Components<'e, 'a>(&'e FileEntry<'a>);
+        impl std::fmt::Debug for Components<'_, '_> {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.debug_list()
                     .entries(
@@ -130,7 +131,7 @@ impl std::fmt::Debug for FileEntry {
     }
 }
 
-impl FileEntry {
+impl<'a> FileEntry<'a> {
     /// True for padding files.
     pub fn is_padding(&self) -> bool {
         self.attributes.padding
@@ -141,17 +142,15 @@ impl FileEntry {
     /// name.
     ///
     /// They are copied out on each call; [`path_component_iter`](Self::path_component_iter)
-    /// borrows them instead. When sanitising left every component as it was (nearly always),
-    /// they are not stored twice but read back from [`path`](Self::path): on an entry whose
-    /// `path` you have changed yourself, they follow the change.
+    /// borrows them instead.
     pub fn path_components(&self) -> Vec<Vec<u8>> {
         self.path_component_iter().map(<[u8]>::to_vec).collect()
     }
 
     /// The raw path components, borrowed: the same as [`path_components`](Self::path_components)
     /// without copying.
-    pub fn path_component_iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        self.raw_path.iter(&self.path)
+    pub fn path_component_iter(&self) -> RawPathIter<'a> {
+        self.raw_path.iter(self.path)
     }
 
     /// One past the last byte in the torrent's byte space.
@@ -160,62 +159,36 @@ impl FileEntry {
     }
 }
 
-/// A file's raw path components, stored as cheaply as they allow.
-#[derive(Clone)]
-pub(crate) enum RawPath {
+/// A file's raw path components, as a [`FileEntry`] sees them.
+#[derive(Clone, Copy)]
+enum RawPath<'a> {
     /// The components of the entry's own `path` after its first `skip` bytes: sanitising
     /// left every one of them as it was (so none holds a `/`), and they are not stored twice.
     InPath(u32),
     /// Bencoded byte strings laid end to end (`3:dir5:a.txt`).
-    Encoded(Box<[u8]>),
+    Encoded(&'a [u8]),
 }
 
-impl Default for RawPath {
-    /// No components.
-    fn default() -> Self {
-        RawPath::Encoded(Box::default())
-    }
-}
-
-impl RawPath {
-    /// Bencoded byte strings laid end to end, copied.
-    pub(crate) fn from_encoded(encoded: &[u8]) -> Self {
-        RawPath::Encoded(encoded.into())
-    }
-
-    /// The components are those of the path after its first `skip` bytes (see
-    /// [`RawPath::InPath`]).
-    pub(crate) fn in_path(skip: usize) -> Option<Self> {
-        u32::try_from(skip).ok().map(RawPath::InPath)
-    }
-
+impl<'a> RawPath<'a> {
     /// The components, decoded, for an entry at `path`. Stops early at anything that is not a
     /// byte string (which the parser never stores).
-    pub(crate) fn iter<'a>(&'a self, path: &'a str) -> RawPathIter<'a> {
+    fn iter(self, path: &'a str) -> RawPathIter<'a> {
         match self {
             RawPath::InPath(skip) => {
-                let rest = path.get(*skip as usize..).unwrap_or_default();
-                RawPathIter::Split((!rest.is_empty()).then(|| rest.split('/')))
+                let rest = path.get(skip as usize..).unwrap_or_default();
+                RawPathIter(Inner::Split((!rest.is_empty()).then(|| rest.split('/'))))
             }
-            RawPath::Encoded(e) => RawPathIter::Encoded(e),
-        }
-    }
-
-    /// Stores the components on their own, so that `path` (which they are read from until
-    /// now) can change.
-    pub(crate) fn detach(&mut self, path: &str) {
-        if let RawPath::InPath(_) = self {
-            let mut encoded = Vec::new();
-            for c in self.iter(path) {
-                tessera_bencode::put_bytes(&mut encoded, c);
-            }
-            *self = RawPath::Encoded(encoded.into());
+            RawPath::Encoded(e) => RawPathIter(Inner::Encoded(e)),
         }
     }
 }
 
-/// Iterator over the components of a [`RawPath`].
-pub(crate) enum RawPathIter<'a> {
+/// Iterator over a file's raw path components ([`FileEntry::path_component_iter`]).
+#[derive(Clone)]
+pub struct RawPathIter<'a>(Inner<'a>);
+
+#[derive(Clone)]
+enum Inner<'a> {
     Split(Option<std::str::Split<'a, char>>),
     Encoded(&'a [u8]),
 }
@@ -224,9 +197,9 @@ impl<'a> Iterator for RawPathIter<'a> {
     type Item = &'a [u8];
 
     fn next(&mut self) -> Option<&'a [u8]> {
-        let rest = match self {
-            RawPathIter::Split(split) => return split.as_mut()?.next().map(str::as_bytes),
-            RawPathIter::Encoded(rest) => rest,
+        let rest = match &mut self.0 {
+            Inner::Split(split) => return split.as_mut()?.next().map(str::as_bytes),
+            Inner::Encoded(rest) => rest,
         };
         let colon = rest.iter().position(|&b| b == b':')?;
         let mut len = 0usize;
@@ -247,21 +220,510 @@ impl<'a> Iterator for RawPathIter<'a> {
     }
 }
 
+/// A byte range in one of the buffers of a [`Files`].
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub(crate) struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    pub(crate) fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
+    }
+}
+
+/// Where a stored file's raw path components are.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum RawAt {
+    /// In the file's path, after its first `skip` bytes (see [`RawPath::InPath`]).
+    InPath(u32),
+    /// Bencoded byte strings end to end, in [`Files::raw`].
+    Encoded(Span),
+}
+
+/// One file as stored.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Slot {
+    pub(crate) path: Span,
+    pub(crate) length: u64,
+    pub(crate) offset: u64,
+    pub(crate) raw: RawAt,
+    pub(crate) attributes: FileAttributes,
+}
+
+/// The files of a torrent in torrent order ([`Metainfo::files`](crate::Metainfo::files)).
+///
+/// Stored compactly, with every path in one shared buffer; [`get`](Self::get) and
+/// [`iter`](Self::iter) hand out [`FileEntry`] views. Like libtorrent, which keeps file names
+/// as pointers into the torrent's bytes, a v1 file list in its usual form is not copied when
+/// the torrent is loaded: everything about it is checked then, and its paths are written out
+/// once, on the first look at one.
+#[derive(Clone, Default)]
+pub struct Files {
+    /// Every path and symlink target, end to end (but see `deferred`).
+    text: String,
+    /// Paths not written out yet.
+    deferred: Option<Box<Deferred>>,
+    /// Raw path components that are not read back from the paths, bencoded end to end.
+    raw: Vec<u8>,
+    slots: Vec<Slot>,
+    /// Each symlink's target in `text`, sorted by file index.
+    links: Vec<(u32, Span)>,
+    /// Empty, or one `pieces root` per file.
+    roots: Vec<Option<Sha256Hash>>,
+    /// Empty, or one `mtime` per file (0: none).
+    mtimes: Vec<i64>,
+}
+
+impl Files {
+    /// Number of files, padding files included.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// True when there are no files (never for a parsed torrent).
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// File `index`, if there is one.
+    pub fn get(&self, index: usize) -> Option<FileEntry<'_>> {
+        let slot = self.slots.get(index)?;
+        let path = self.path(index);
+        let symlink_target = if slot.attributes.symlink {
+            let at = self
+                .links
+                .binary_search_by_key(&index, |&(i, _)| i as usize)
+                .ok();
+            let span = at.and_then(|k| self.links.get(k)).map(|&(_, s)| s);
+            Some(
+                span.and_then(|s| self.text.get(s.range()))
+                    .unwrap_or_default(),
+            )
+        } else {
+            None
+        };
+        let raw_path = match slot.raw {
+            // Deferred paths all start with the root and a '/'.
+            RawAt::InPath(_) if self.deferred.is_some() => RawPath::InPath(self.root_skip()),
+            RawAt::InPath(skip) => RawPath::InPath(skip),
+            RawAt::Encoded(s) => RawPath::Encoded(self.raw.get(s.range()).unwrap_or_default()),
+        };
+        Some(FileEntry {
+            path,
+            length: slot.length,
+            offset: slot.offset,
+            attributes: slot.attributes,
+            symlink_target,
+            pieces_root: self.roots.get(index).copied().flatten(),
+            mtime: self.mtimes.get(index).copied().filter(|&t| t != 0),
+            raw_path,
+        })
+    }
+
+    /// The first file.
+    pub fn first(&self) -> Option<FileEntry<'_>> {
+        self.get(0)
+    }
+
+    /// The last file.
+    pub fn last(&self) -> Option<FileEntry<'_>> {
+        self.get(self.len().checked_sub(1)?)
+    }
+
+    /// The files in order.
+    pub fn iter(&self) -> FilesIter<'_> {
+        FilesIter {
+            files: self,
+            range: 0..self.len(),
+        }
+    }
+
+    /// The `pieces root` of file `index`, borrowed.
+    pub(crate) fn root_ref(&self, index: usize) -> Option<&Sha256Hash> {
+        self.roots.get(index)?.as_ref()
+    }
+
+    /// The stored form of each file.
+    pub(crate) fn slots(&self) -> &[Slot] {
+        &self.slots
+    }
+
+    /// The path of file `index`.
+    pub(crate) fn path(&self, index: usize) -> &str {
+        let span = match &self.deferred {
+            None => self.slots.get(index).map(|s| s.path),
+            Some(d) => {
+                let (text, spans) = d.written(&self.slots);
+                return spans
+                    .get(index)
+                    .and_then(|s| text.get(s.range()))
+                    .unwrap_or_default();
+            }
+        };
+        span.and_then(|s| self.text.get(s.range()))
+            .unwrap_or_default()
+    }
+
+    /// Leaves the paths of files read by [`FileList`](crate::v1list::FileList) to be written
+    /// out on first use: each slot's path is then a span of `input` holding its encoded
+    /// components (a [`RawAt::InPath`] file) or a span of `rel` holding its path below the
+    /// root, starting with `/`, and every path is `root` followed by that.
+    pub(crate) fn defer_paths(&mut self, input: bytes::Bytes, root: String, rel: String) {
+        self.deferred = Some(Box::new(Deferred {
+            input,
+            root,
+            rel,
+            written: OnceLock::new(),
+        }));
+    }
+
+    /// Whether the paths are still to be written out (see [`defer_paths`](Self::defer_paths)).
+    #[cfg(test)]
+    pub(crate) fn is_deferred(&self) -> bool {
+        self.deferred.is_some()
+    }
+
+    /// Where the raw components start in a deferred path: after the root and a '/'.
+    fn root_skip(&self) -> u32 {
+        self.deferred
+            .as_ref()
+            .map_or(0, |d| u32::try_from(d.root.len() + 1).unwrap_or(u32::MAX))
+    }
+
+    /// Writes out deferred paths for good, so that the stored paths can change.
+    fn write_out(&mut self) {
+        let skip = self.root_skip();
+        let Some(d) = self.deferred.take() else {
+            return;
+        };
+        let Deferred {
+            input,
+            root,
+            rel,
+            written,
+        } = *d;
+        let (text, spans) = match written.into_inner() {
+            Some(done) => done,
+            None => write_paths(&self.slots, &input, &root, &rel),
+        };
+        for (slot, span) in self.slots.iter_mut().zip(spans) {
+            slot.path = span;
+            if let RawAt::InPath(_) = slot.raw {
+                slot.raw = RawAt::InPath(skip);
+            }
+        }
+        let links = std::mem::take(&mut self.text);
+        self.text = text;
+        // No file of a deferred list is a link, but keep whatever is there.
+        if !links.is_empty() {
+            let shift = self.text.len();
+            self.text.push_str(&links);
+            for (_, s) in &mut self.links {
+                s.start = s.start.saturating_add(shift as u32);
+                s.end = s.end.saturating_add(shift as u32);
+            }
+        }
+    }
+
+    /// Makes room for `files` more files whose paths take about `text` bytes.
+    pub(crate) fn reserve(&mut self, files: usize, text: usize) {
+        self.slots.reserve_exact(files);
+        self.text.reserve(text);
+    }
+
+    /// Appends `s` to the text buffer.
+    pub(crate) fn push_text(&mut self, s: &str) -> Result<Span, Error> {
+        self.write_out();
+        let start = self.text.len();
+        self.text.push_str(s);
+        span(start, self.text.len())
+    }
+
+    /// Appends raw path components, bencoded end to end.
+    pub(crate) fn push_raw(&mut self, encoded: &[u8]) -> Result<RawAt, Error> {
+        let start = self.raw.len();
+        self.raw.extend_from_slice(encoded);
+        Ok(RawAt::Encoded(span(start, self.raw.len())?))
+    }
+
+    /// Adds a file.
+    #[inline]
+    pub(crate) fn push(&mut self, slot: Slot, root: Option<Sha256Hash>, mtime: i64) {
+        let i = self.slots.len();
+        // The side tables start at the first file that needs them.
+        if root.is_some() || !self.roots.is_empty() {
+            self.roots.resize(i, None);
+            self.roots.push(root);
+        }
+        if mtime != 0 || !self.mtimes.is_empty() {
+            self.mtimes.resize(i, 0);
+            self.mtimes.push(mtime);
+        }
+        if slot.attributes.symlink {
+            self.links.push((i as u32, Span::default()));
+        }
+        self.slots.push(slot);
+    }
+
+    /// Adds a v1 file that is not a symlink, to files that have no `pieces root`.
+    #[inline(always)]
+    pub(crate) fn push_v1(&mut self, slot: Slot, mtime: i64) {
+        if mtime != 0 || !self.mtimes.is_empty() {
+            self.mtimes.resize(self.slots.len(), 0);
+            self.mtimes.push(mtime);
+        }
+        self.slots.push(slot);
+    }
+
+    /// Removes file `index`, returning it as stored.
+    pub(crate) fn remove(&mut self, index: usize) -> Option<Slot> {
+        self.write_out();
+        if index >= self.slots.len() {
+            return None;
+        }
+        let slot = self.slots.remove(index);
+        if !self.roots.is_empty() {
+            self.roots.remove(index);
+        }
+        if !self.mtimes.is_empty() {
+            self.mtimes.remove(index);
+        }
+        self.links.retain(|&(i, _)| i as usize != index);
+        for (i, _) in &mut self.links {
+            if *i as usize > index {
+                *i -= 1;
+            }
+        }
+        Some(slot)
+    }
+
+    /// Sets the offset of every file from `index` on to `offset`, then on past each file.
+    pub(crate) fn set_offsets_from(&mut self, index: usize, mut offset: u64) {
+        for s in self.slots.iter_mut().skip(index) {
+            s.offset = offset;
+            offset = offset.saturating_add(s.length);
+        }
+    }
+
+    /// Gives file `index` a new path, keeping its raw components.
+    pub(crate) fn rename(&mut self, index: usize, path: &str) -> Result<(), Error> {
+        self.write_out();
+        let Some(slot) = self.slots.get(index).copied() else {
+            return Ok(());
+        };
+        if let RawAt::InPath(_) = slot.raw {
+            let mut encoded = Vec::new();
+            if let Some(e) = self.get(index) {
+                for c in e.path_component_iter() {
+                    tessera_bencode::put_bytes(&mut encoded, c);
+                }
+            }
+            let raw = self.push_raw(&encoded)?;
+            if let Some(s) = self.slots.get_mut(index) {
+                s.raw = raw;
+            }
+        }
+        let new = self.push_text(path)?;
+        if let Some(s) = self.slots.get_mut(index) {
+            s.path = new;
+        }
+        Ok(())
+    }
+
+    /// Sets the target of symlink `index`.
+    pub(crate) fn set_link(&mut self, index: usize, target: &str) -> Result<(), Error> {
+        let new = self.push_text(target)?;
+        if let Ok(k) = self
+            .links
+            .binary_search_by_key(&index, |&(i, _)| i as usize)
+        {
+            if let Some((_, s)) = self.links.get_mut(k) {
+                *s = new;
+            }
+        }
+        Ok(())
+    }
+
+    /// The stored files, to change in place.
+    pub(crate) fn slots_mut(&mut self) -> &mut [Slot] {
+        &mut self.slots
+    }
+
+    /// Gives back spare room in the buffers when it is a sizeable part of them.
+    pub(crate) fn shrink(&mut self) {
+        fn spare<T>(v: &Vec<T>) -> bool {
+            v.capacity() - v.len() > v.len() / 4
+        }
+        if spare(&self.slots) {
+            self.slots.shrink_to_fit();
+        }
+        if self.text.capacity() - self.text.len() > self.text.len() / 4 {
+            self.text.shrink_to_fit();
+        }
+        self.raw.shrink_to_fit();
+    }
+}
+
+/// Paths left to be written out on first use (see [`Files::defer_paths`]).
+struct Deferred {
+    input: bytes::Bytes,
+    root: String,
+    rel: String,
+    /// The paths end to end, and each file's span of them.
+    written: OnceLock<(String, Vec<Span>)>,
+}
+
+impl Clone for Deferred {
+    fn clone(&self) -> Self {
+        Deferred {
+            input: self.input.clone(),
+            root: self.root.clone(),
+            rel: self.rel.clone(),
+            written: self.written.clone(),
+        }
+    }
+}
+
+impl Deferred {
+    /// The paths, written out the first time they are asked for.
+    fn written(&self, slots: &[Slot]) -> &(String, Vec<Span>) {
+        self.written
+            .get_or_init(|| write_paths(slots, &self.input, &self.root, &self.rel))
+    }
+}
+
+/// Writes out deferred paths (see [`Files::defer_paths`]).
+fn write_paths(slots: &[Slot], input: &[u8], root: &str, rel: &str) -> (String, Vec<Span>) {
+    let mut len = 0usize;
+    for slot in slots {
+        let source = match slot.raw {
+            RawAt::InPath(_) => input.len(),
+            RawAt::Encoded(_) => rel.len(),
+        };
+        let bytes = slot.path.range().end.min(source) - slot.path.range().start.min(source);
+        len = len.saturating_add(root.len()).saturating_add(bytes);
+    }
+    let mut text: Vec<u8> = Vec::with_capacity(len);
+    let mut spans = Vec::with_capacity(slots.len());
+    for slot in slots {
+        let start = text.len();
+        text.extend_from_slice(root.as_bytes());
+        match slot.raw {
+            RawAt::InPath(_) => {
+                let inner = input.get(slot.path.range()).unwrap_or_default();
+                for c in RawPath::Encoded(inner).iter("") {
+                    text.push(b'/');
+                    text.extend_from_slice(c);
+                }
+            }
+            RawAt::Encoded(_) => {
+                text.extend_from_slice(rel.get(slot.path.range()).unwrap_or_default().as_bytes());
+            }
+        }
+        spans.push(span(start, text.len()).unwrap_or_default());
+    }
+    // UTF-8 by construction: the root is a string, and components were kept as they are only
+    // when they are valid UTF-8. Were that ever wrong, the paths would come out lossy and
+    // their spans off, which is still no panic.
+    let text = String::from_utf8(text)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    (text, spans)
+}
+
+/// A span of `start..end` in a buffer, if both fit in 32 bits.
+pub(crate) fn span(start: usize, end: usize) -> Result<Span, Error> {
+    match (u32::try_from(start), u32::try_from(end)) {
+        (Ok(start), Ok(end)) => Ok(Span { start, end }),
+        _ => Err(Error::FileListTooLarge),
+    }
+}
+
+impl PartialEq for Files {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Files {}
+
+impl std::fmt::Debug for Files {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl<'a> IntoIterator for &'a Files {
+    type Item = FileEntry<'a>;
+    type IntoIter = FilesIter<'a>;
+
+    fn into_iter(self) -> FilesIter<'a> {
+        self.iter()
+    }
+}
+
+/// Iterator over the files of a torrent ([`Files::iter`]).
+#[derive(Clone)]
+pub struct FilesIter<'a> {
+    files: &'a Files,
+    range: std::ops::Range<usize>,
+}
+
+impl<'a> Iterator for FilesIter<'a> {
+    type Item = FileEntry<'a>;
+
+    fn next(&mut self) -> Option<FileEntry<'a>> {
+        let i = self.range.next()?;
+        self.files.get(i)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.range.size_hint()
+    }
+
+    fn nth(&mut self, n: usize) -> Option<FileEntry<'a>> {
+        let i = self.range.nth(n)?;
+        self.files.get(i)
+    }
+}
+
+impl DoubleEndedIterator for FilesIter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        let i = self.range.next_back()?;
+        self.files.get(i)
+    }
+}
+
+impl ExactSizeIterator for FilesIter<'_> {}
+
+impl std::iter::FusedIterator for FilesIter<'_> {}
+
 /// What the parser knows about a file before it is placed.
-pub(crate) struct NewFile {
-    pub(crate) path: String,
-    pub(crate) raw_path: RawPath,
+pub(crate) struct NewFile<'p> {
+    pub(crate) path: &'p str,
+    /// Where the raw components are: in the path after this many bytes, or these encoded ones.
+    pub(crate) raw_path: NewRaw<'p>,
     pub(crate) length: u64,
     pub(crate) attributes: FileAttributes,
     /// Sanitised symlink target, relative to the torrent's root directory.
-    pub(crate) symlink: String,
+    pub(crate) symlink: &'p str,
     pub(crate) pieces_root: Option<Sha256Hash>,
     pub(crate) mtime: i64,
 }
 
+/// The raw components of a [`NewFile`].
+#[derive(Clone, Copy)]
+pub(crate) enum NewRaw<'p> {
+    /// In the path, after this many bytes.
+    InPath(usize),
+    /// Bencoded end to end.
+    Encoded(&'p [u8]),
+}
+
 /// Builds a file list the way libtorrent's `file_storage::add_file` does.
 pub(crate) struct Layout {
-    pub(crate) files: Vec<FileEntry>,
+    pub(crate) files: Files,
     /// Per file: its path does not start with the torrent name (only unnamed v1 pad files).
     pub(crate) no_root_dir: Vec<bool>,
     /// For each symlink, in file order: its index and its target relative to the torrent root,
@@ -281,12 +743,15 @@ pub(crate) struct Layout {
     names: Vec<u64>,
     /// The directory of the last file added, whose names are in `names` already.
     last_dir: String,
+    /// Whether a name may repeat, when another thread found out from the names (see
+    /// [`names_repeat`]).
+    pub(crate) repeats: Option<bool>,
 }
 
 impl Layout {
     pub(crate) fn new(piece_length: u64, max_files: usize) -> Self {
         Layout {
-            files: Vec::new(),
+            files: Files::default(),
             no_root_dir: Vec::new(),
             links: Vec::new(),
             total: 0,
@@ -296,6 +761,33 @@ impl Layout {
             max_files,
             names: Vec::new(),
             last_dir: String::new(),
+            repeats: None,
+        }
+    }
+
+    /// A layout of v1 files that are all under the torrent's root directory `name`, read by
+    /// [`FileList`](crate::v1list::FileList): `names` are their tagged name hashes, taken
+    /// of the paths without the root directory (which every path shares).
+    pub(crate) fn from_parts(
+        files: Files,
+        total: u64,
+        name: &str,
+        names: Vec<u64>,
+        piece_length: u64,
+        max_files: usize,
+    ) -> Self {
+        Layout {
+            no_root_dir: vec![false; files.len()],
+            files,
+            links: Vec::new(),
+            total,
+            name: name.to_owned(),
+            piece_length,
+            v2: false,
+            max_files,
+            names,
+            last_dir: String::new(),
+            repeats: None,
         }
     }
 
@@ -303,13 +795,14 @@ impl Layout {
         self.files.len()
     }
 
-    /// Makes room for `additional` more files (no more than the file limit allows), so that a
-    /// long file list is not copied as it grows. `additional` comes from a decoded list, so it
-    /// is bounded by the size of the input.
-    pub(crate) fn reserve(&mut self, additional: usize) {
+    /// Makes room for `additional` more files (no more than the file limit allows) whose paths
+    /// take about `text` bytes, so that a long file list is not copied as it grows.
+    /// `additional` and `text` come from a decoded list, so they are bounded by the size of
+    /// the input.
+    pub(crate) fn reserve(&mut self, additional: usize, text: usize) {
         let room = self.max_files.saturating_sub(self.files.len());
         let n = additional.min(room);
-        self.files.reserve_exact(n);
+        self.files.reserve(n, text);
         self.no_root_dir.reserve_exact(n);
         self.names.reserve(n.saturating_add(n / 16));
     }
@@ -348,6 +841,9 @@ impl Layout {
     /// Whether two names noted by [`note_names`](Self::note_names) may be the same: a file's
     /// hash repeats any other name's, or a directory's repeats a file's.
     fn maybe_collision(&self) -> bool {
+        if let Some(repeats) = self.repeats {
+            return repeats;
+        }
         let mut set = NameSet::with_capacity(self.names.len());
         self.names.iter().any(|&key| match set.insert(key) {
             None => false,
@@ -356,16 +852,46 @@ impl Layout {
         })
     }
 
-    fn push(&mut self, e: FileEntry, no_root: bool, link: String) -> Result<(), Error> {
+    /// Stores a file whose path is `path`.
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        path: &str,
+        raw: NewRaw<'_>,
+        length: u64,
+        attributes: FileAttributes,
+        root: Option<Sha256Hash>,
+        mtime: i64,
+        no_root: bool,
+        link: &str,
+    ) -> Result<(), Error> {
         if self.files.len() >= self.max_files {
             return Err(Error::TooManyFiles {
                 limit: self.max_files,
             });
         }
         if !link.is_empty() {
-            self.links.push((self.files.len(), link));
+            self.links.push((self.files.len(), link.to_owned()));
         }
-        self.files.push(e);
+        let raw = match raw {
+            NewRaw::InPath(skip) => {
+                RawAt::InPath(u32::try_from(skip).map_err(|_| Error::FileListTooLarge)?)
+            }
+            NewRaw::Encoded(e) => self.files.push_raw(e)?,
+        };
+        let span = self.files.push_text(path)?;
+        self.note_names(path, no_root);
+        self.files.push(
+            Slot {
+                path: span,
+                length,
+                offset: self.total,
+                raw,
+                attributes,
+            },
+            root,
+            mtime,
+        );
         self.no_root_dir.push(no_root);
         Ok(())
     }
@@ -378,7 +904,7 @@ impl Layout {
         }
     }
 
-    pub(crate) fn add(&mut self, f: NewFile) -> Result<(), Error> {
+    pub(crate) fn add(&mut self, f: NewFile<'_>) -> Result<(), Error> {
         if MAX_FILE_OFFSET - self.total < f.length {
             return Err(Error::InvalidLength {
                 length: i64::try_from(f.length).unwrap_or(i64::MAX),
@@ -398,7 +924,7 @@ impl Layout {
                 .find('/')
                 .map(|i| f.path.get(..i).unwrap_or_default());
             if self.files.is_empty() {
-                self.name = top_dir.unwrap_or(&f.path).to_owned();
+                self.name = top_dir.unwrap_or(f.path).to_owned();
             }
             top_dir.is_some_and(|d| d != self.name)
         };
@@ -407,19 +933,16 @@ impl Layout {
         }
         let mut attributes = f.attributes;
         attributes.symlink = !f.symlink.is_empty();
-        let symlink_target = attributes.symlink.then(String::new);
-        let entry = FileEntry {
-            path: f.path,
-            length: f.length,
-            offset: self.total,
+        self.push(
+            f.path,
+            f.raw_path,
+            f.length,
             attributes,
-            symlink_target,
-            pieces_root: f.pieces_root,
-            mtime: (f.mtime != 0).then_some(f.mtime),
-            raw_path: f.raw_path,
-        };
-        self.note_names(&entry.path, no_root);
-        self.push(entry, no_root, f.symlink)?;
+            f.pieces_root,
+            f.mtime,
+            no_root,
+            f.symlink,
+        )?;
         self.total += f.length;
         // (No division for v1 files.)
         let rem = if self.v2 {
@@ -434,21 +957,21 @@ impl Layout {
                     length: i64::try_from(pad).unwrap_or(i64::MAX),
                 });
             }
-            let entry = FileEntry {
-                path: format!("{}/.pad/{pad}", self.name),
-                raw_path: RawPath::default(),
-                length: pad,
-                offset: self.total,
-                attributes: FileAttributes {
-                    padding: true,
-                    ..FileAttributes::default()
-                },
-                symlink_target: None,
-                pieces_root: None,
-                mtime: None,
+            let path = format!("{}/.pad/{pad}", self.name);
+            let attributes = FileAttributes {
+                padding: true,
+                ..FileAttributes::default()
             };
-            self.note_names(&entry.path, false);
-            self.push(entry, false, String::new())?;
+            self.push(
+                &path,
+                NewRaw::Encoded(&[]),
+                pad,
+                attributes,
+                None,
+                0,
+                false,
+                "",
+            )?;
             self.total += pad;
         }
         Ok(())
@@ -456,14 +979,19 @@ impl Layout {
 
     /// Drops the padding after the last non-empty file (hybrids made before tail padding).
     pub(crate) fn remove_tail_padding(&mut self) {
-        let Some(last) = self.files.iter().rposition(|f| f.length > 0) else {
+        let slots = self.files.slots();
+        let Some(last) = slots.iter().rposition(|f| f.length > 0) else {
             return;
         };
-        if !self.files.get(last).is_some_and(FileEntry::is_padding) {
+        if !slots.get(last).is_some_and(|s| s.attributes.padding) {
             return;
         }
-        let removed = self.files.remove(last);
-        self.no_root_dir.remove(last);
+        let Some(removed) = self.files.remove(last) else {
+            return;
+        };
+        if last < self.no_root_dir.len() {
+            self.no_root_dir.remove(last);
+        }
         // A padding file is never a link; later links move down one place.
         for (j, _) in &mut self.links {
             if *j > last {
@@ -471,39 +999,42 @@ impl Layout {
             }
         }
         self.total -= removed.length;
-        for f in self.files.iter_mut().skip(last) {
-            f.offset = self.total;
-        }
+        self.files.set_offsets_from(last, removed.offset);
     }
 
     /// The path of file `i` relative to the torrent's root directory.
     fn internal_path(&self, i: usize) -> &str {
-        let Some(f) = self.files.get(i) else {
-            return "";
-        };
+        let path = self.files.path(i);
         let no_root = self.no_root_dir.get(i).copied().unwrap_or(false);
-        if !no_root && f.path.contains('/') {
-            f.path.get(self.name.len() + 1..).unwrap_or(f.path.as_str())
+        if !no_root && path.contains('/') {
+            path.get(self.name.len() + 1..).unwrap_or(path)
         } else {
-            f.path.as_str()
+            path
         }
     }
 
     /// The directory of file `i` relative to the torrent root, if it has one.
     fn internal_dir(&self, i: usize) -> Option<&str> {
-        let f = self.files.get(i)?;
-        f.path.rfind('/')?;
+        self.files.path(i).rfind('/')?;
         let p = self.internal_path(i);
         Some(p.rfind('/').and_then(|s| p.get(..s)).unwrap_or(""))
+    }
+
+    /// Whether file `j` is a symlink.
+    fn is_link(&self, j: usize) -> bool {
+        self.files
+            .slots()
+            .get(j)
+            .is_some_and(|s| s.attributes.symlink)
     }
 
     /// Resolves symlink targets: a target must name a file or directory of the torrent
     /// (directly, relative to the link's directory, or through other links); anything else is
     /// made to point at the link itself.
-    pub(crate) fn sanitize_symlinks(&mut self) {
+    pub(crate) fn sanitize_symlinks(&mut self) -> Result<(), Error> {
         let links: Vec<usize> = self.links.iter().map(|(i, _)| *i).collect();
         if links.is_empty() {
-            return;
+            return Ok(());
         }
         let file_map: HashMap<String, usize> = (0..self.files.len())
             .map(|j| (self.internal_path(j).to_owned(), j))
@@ -521,8 +1052,6 @@ impl Layout {
                 }
             }
         }
-        let is_link =
-            |j: usize, files: &[FileEntry]| files.get(j).is_some_and(|f| f.attributes.symlink);
         let mut dir_links: HashMap<String, String> = HashMap::new();
         let mut resolved: Vec<(usize, String)> = Vec::new();
         let mut to_validate: Vec<(usize, String)> = Vec::new();
@@ -530,7 +1059,7 @@ impl Layout {
             let target = self.link(i).to_owned();
             let me = self.internal_path(i).to_owned();
             if let Some(&j) = file_map.get(&target) {
-                if is_link(j, &self.files) {
+                if self.is_link(j) {
                     dir_links.insert(me, target.clone());
                 }
                 resolved.push((i, target));
@@ -553,7 +1082,7 @@ impl Layout {
                     continue;
                 }
                 if let Some(&j) = file_map.get(&t) {
-                    if is_link(j, &self.files) {
+                    if self.is_link(j) {
                         dir_links.insert(me, t.clone());
                     }
                     resolved.push((i, t));
@@ -580,10 +1109,9 @@ impl Layout {
             } else {
                 format!("{}/{t}", self.name)
             };
-            if let Some(f) = self.files.get_mut(i) {
-                f.symlink_target = Some(full);
-            }
+            self.files.set_link(i, &full)?;
         }
+        Ok(())
     }
 }
 
@@ -656,7 +1184,7 @@ impl Hash for Caseless<'_> {
 }
 
 /// ASCII-lowercases eight bytes at once.
-fn lower8(x: u64) -> u64 {
+pub(crate) fn lower8(x: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let low7 = x & !HIGH;
@@ -734,17 +1262,14 @@ pub(crate) fn resolve_duplicates(layout: &mut Layout, max_collisions: usize) -> 
         Some(_) => find_renames(layout, max_collisions, true)?.unwrap_or_default(),
     };
     for (i, p) in renames {
-        if let Some(f) = layout.files.get_mut(i) {
-            f.raw_path.detach(&f.path);
-            f.path = p;
-        }
+        layout.files.rename(i, &p)?;
     }
     Ok(())
 }
 
 /// Offset of the last `/` in `b`, eight bytes at a time from the end (paths are short, and a
 /// general search costs more to set up than this takes).
-fn rfind_slash(b: &[u8]) -> Option<usize> {
+pub(crate) fn rfind_slash(b: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
     let mut end = b.len();
@@ -766,8 +1291,12 @@ fn rfind_slash(b: &[u8]) -> Option<usize> {
 
 /// ASCII-case-insensitive 64-bit hash of a path, eight bytes at a time.
 fn caseless_hash(s: &str) -> u64 {
+    caseless_hash_bytes(s.as_bytes())
+}
+
+/// [`caseless_hash`] of a path held as bytes.
+pub(crate) fn caseless_hash_bytes(b: &[u8]) -> u64 {
     const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-    let b = s.as_bytes();
     let mut h = b.len() as u64;
     // Whole words, then the last eight bytes (overlapping the words before; the length is in
     // the hash, so this is still a function of the lowercased string alone).
@@ -777,6 +1306,12 @@ fn caseless_hash(s: &str) -> u64 {
     }
     h = (h.rotate_left(5) ^ lower8(path::tail_word(b, 0))).wrapping_mul(K);
     WordHasher(h).finish()
+}
+
+/// A name hash tagged for [`Layout::names`]: a directory's or a file's.
+pub(crate) fn tagged_name(hash: u64, dir: bool) -> u64 {
+    let tag = if dir { Tag::Dir } else { Tag::File };
+    (hash & !3) | tag as u64
 }
 
 /// What a name in [`NameSet`] belongs to.
@@ -841,6 +1376,38 @@ impl NameSet {
     }
 }
 
+/// Tagged name hashes (see [`tagged_name`]) on their way to another thread, which checks them
+/// for repeats while this one reads on.
+pub(crate) enum NameBatch {
+    /// More names; `capacity`: about how many there will be in all.
+    Names { capacity: usize, keys: Vec<u64> },
+    /// That was all of them.
+    Done,
+}
+
+/// Whether a name in `batches` may repeat another in a way that matters (as
+/// [`Layout::maybe_collision`] decides), or `None` if the batches stop before
+/// [`NameBatch::Done`]. More names than the first batch's capacity count as a repeat.
+pub(crate) fn names_repeat(batches: &std::sync::mpsc::Receiver<NameBatch>) -> Option<bool> {
+    let mut set: Option<NameSet> = None;
+    let mut repeats = false;
+    loop {
+        match batches.recv().ok()? {
+            NameBatch::Names { capacity, keys } => {
+                let set = set.get_or_insert_with(|| NameSet::with_capacity(capacity));
+                if !repeats {
+                    repeats = keys.iter().any(|&key| match set.insert(key) {
+                        None => false,
+                        Some(Tag::Dir) => key & 3 != Tag::Dir as u64,
+                        Some(Tag::File) => true,
+                    });
+                }
+            }
+            NameBatch::Done => return Some(repeats),
+        }
+    }
+}
+
 /// The renames needed, or `None` if no name collides at all.
 fn find_renames(
     layout: &Layout,
@@ -856,7 +1423,7 @@ fn find_renames(
         // Directories first, so that no file may take a directory's name.
         let mut last_dir: Option<&str> = None;
         for (i, f) in files.iter().enumerate() {
-            let p = f.path.as_str();
+            let p = f.path;
             let Some(slash) = p.rfind('/') else { continue };
             let dir = p.get(..slash).unwrap_or_default();
             if last_dir == Some(dir) {
@@ -888,7 +1455,7 @@ fn find_renames(
         let mut renames: Vec<(usize, String)> = Vec::new();
         let mut collisions = 0usize;
         for (i, f) in files.iter().enumerate() {
-            let key = Caseless(Cow::Borrowed(f.path.as_str()));
+            let key = Caseless(Cow::Borrowed(f.path));
             match table.get(&key).copied() {
                 None => {
                     table.insert(key, Owner::File(i));
@@ -909,8 +1476,8 @@ fn find_renames(
                 }
                 Some(Owner::Dir) => any_collision = true,
             }
-            let base = path::remove_extension(&f.path);
-            let ext = path::extension(&f.path);
+            let base = path::remove_extension(f.path);
+            let ext = path::extension(f.path);
             let mut cnt = 0u64;
             loop {
                 cnt += 1;
@@ -941,7 +1508,7 @@ pub(crate) fn compatible(v2: &Layout, v1: &Layout) -> bool {
     if v2.files.len() != v1.files.len() || v2.total != v1.total {
         return false;
     }
-    v2.files.iter().zip(&v1.files).all(|(a, b)| {
+    v2.files.iter().zip(v1.files.iter()).all(|(a, b)| {
         let ra = !a.is_padding() && a.length > 0;
         let rb = !b.is_padding() && b.length > 0;
         if ra != rb {
@@ -1015,41 +1582,79 @@ mod tests {
 
     #[test]
     fn raw_path_round_trip() {
-        let raw = RawPath::from_encoded(b"3:dir0:5:a.txt");
+        let raw = RawPath::Encoded(b"3:dir0:5:a.txt");
         let parts: Vec<&[u8]> = raw.iter("x").collect();
         assert_eq!(parts, [&b"dir"[..], b"", b"a.txt"]);
-        let same = RawPath::from_encoded(b"03:dir0:5:a.txt");
+        let same = RawPath::Encoded(b"03:dir0:5:a.txt");
         assert!(raw.iter("").eq(same.iter("")));
-        let cut = RawPath::from_encoded(b"3:dir9:a");
+        let cut = RawPath::Encoded(b"3:dir9:a");
         assert_eq!(cut.iter("").count(), 1);
 
         let path = "name/dir/a.txt";
-        let mut in_path = RawPath::in_path(5).unwrap();
-        let parts: Vec<&[u8]> = in_path.iter(path).collect();
+        let parts: Vec<&[u8]> = RawPath::InPath(5).iter(path).collect();
         assert_eq!(parts, [&b"dir"[..], b"a.txt"]);
         assert_eq!(RawPath::InPath(14).iter(path).count(), 0);
         assert_eq!(RawPath::InPath(99).iter(path).count(), 0);
-        in_path.detach(path);
-        assert!(matches!(in_path, RawPath::Encoded(_)));
-        let parts: Vec<&[u8]> = in_path.iter("renamed").collect();
-        assert_eq!(parts, [&b"dir"[..], b"a.txt"]);
+    }
+
+    /// A layout of `(path, length, raw components in the path after this many bytes)`.
+    fn layout(files: &[(&str, u64, usize)]) -> Layout {
+        let mut l = Layout::new(16_384, 100);
+        for &(path, length, skip) in files {
+            l.add(NewFile {
+                path,
+                raw_path: NewRaw::InPath(skip),
+                length,
+                attributes: FileAttributes::default(),
+                symlink: "",
+                pieces_root: None,
+                mtime: 0,
+            })
+            .unwrap();
+        }
+        l
+    }
+
+    #[test]
+    fn renamed_files_keep_their_raw_components() {
+        let mut l = layout(&[("n/d/a.txt", 5, 2), ("n/d/A.txt", 7, 2)]);
+        resolve_duplicates(&mut l, 10).unwrap();
+        let files = &l.files;
+        assert_eq!(files.len(), 2);
+        let second = files.get(1).unwrap();
+        assert_eq!(second.path, "n/d/A.1.txt");
+        assert_eq!(second.offset, 5);
+        assert_eq!(second.length, 7);
+        assert_eq!(second.path_components(), [b"d".to_vec(), b"A.txt".to_vec()]);
+        assert_eq!(files.get(0).unwrap().path, "n/d/a.txt");
+        assert!(files.get(2).is_none());
+        assert_eq!(
+            files.iter().rev().map(|f| f.length).collect::<Vec<_>>(),
+            [7, 5]
+        );
+        assert_eq!(files.iter().len(), 2);
     }
 
     #[test]
     fn entries_compare_and_print_their_components() {
-        let entry = |path: &str, raw_path: RawPath| FileEntry {
-            path: path.to_owned(),
-            length: 1,
-            offset: 0,
-            attributes: FileAttributes::default(),
-            symlink_target: None,
-            pieces_root: None,
-            mtime: None,
-            raw_path,
-        };
-        let a = entry("n/d/f", RawPath::in_path(2).unwrap());
-        let b = entry("n/d/f", RawPath::from_encoded(b"1:d1:f"));
-        let c = entry("n/d/f", RawPath::from_encoded(b"1:D1:f"));
+        let a = layout(&[("n/d/f", 1, 2)]);
+        let mut b = Layout::new(16_384, 100);
+        for raw in [&b"1:d1:f"[..], b"1:D1:f"] {
+            b.add(NewFile {
+                path: "n/d/f",
+                raw_path: NewRaw::Encoded(raw),
+                length: 1,
+                attributes: FileAttributes::default(),
+                symlink: "",
+                pieces_root: None,
+                mtime: 0,
+            })
+            .unwrap();
+        }
+        let a = a.files.get(0).unwrap();
+        let mut c = b.files.get(1).unwrap();
+        let b = b.files.get(0).unwrap();
+        c.offset = 0;
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert!(

@@ -3,10 +3,13 @@
 
 use crate::torrent::Metainfo;
 
-/// Parses `data` as a torrent file; on success calls every getter and checks that
+/// Parses `data` as a torrent file and checks that the one-pass v1 file list reader gives
+/// what the general reader gives; on success calls every getter and checks that
 /// [`Metainfo::to_bytes`] gives a file that parses again with the same info hashes.
 pub fn parse_metainfo(data: &[u8]) {
-    let Ok(m) = Metainfo::from_bytes(data.to_vec()) else {
+    let parsed = Metainfo::from_bytes(data.to_vec());
+    readers_agree(data, &parsed);
+    let Ok(m) = parsed else {
         return;
     };
     let _ = (m.version(), m.name(), m.name_bytes(), m.piece_length());
@@ -71,4 +74,15 @@ pub fn parse_magnet(data: &[u8]) {
         ),
         Err(e) => panic!("the canonical URI {uri} of a parsed magnet link fails to parse: {e}"),
     }
+}
+
+/// Checks that `parsed` (from [`Metainfo::from_bytes`]) is what the general reader gives for
+/// `data`, the one-pass v1 file list reader left out: the same torrent, or the same error.
+pub fn readers_agree(data: &[u8], parsed: &Result<Metainfo, crate::Error>) {
+    let general = crate::torrent::parse_general(data, &crate::ParseOptions::default());
+    assert_eq!(
+        format!("{parsed:?}"),
+        format!("{general:?}"),
+        "the one-pass file list reader disagrees with the general reader"
+    );
 }

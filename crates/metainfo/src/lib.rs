@@ -23,11 +23,12 @@ pub mod merkle;
 mod path;
 mod torrent;
 mod url;
+mod v1list;
 mod version;
 
 pub use create::{CreateError, CreatedTorrent, TorrentBuilder};
 pub use error::Error;
-pub use file::{FileAttributes, FileEntry};
+pub use file::{FileAttributes, FileEntry, Files, FilesIter, RawPathIter};
 pub use hash::{to_hex, HexError, InfoHashes, Sha1Hash, Sha256Hash};
 pub use magnet::{Magnet, MagnetError};
 pub use torrent::{Metainfo, ParseOptions, Strictness};

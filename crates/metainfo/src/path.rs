@@ -161,7 +161,7 @@ fn unusual_bytes(w: u64) -> u64 {
 /// holds a `_` (in passing, for the padding file marker). Printable ASCII is recognised eight
 /// bytes at a time.
 #[inline]
-fn unchanged_by_sanitising(element: &[u8]) -> Option<bool> {
+pub(crate) fn unchanged_by_sanitising(element: &[u8]) -> Option<bool> {
     if element.is_empty() || element.len() >= MAX_ELEMENT || element == b"." || element == b".." {
         return None;
     }
@@ -187,6 +187,32 @@ fn unchanged_by_sanitising(element: &[u8]) -> Option<bool> {
         }
     }
     Some(underscore != 0)
+}
+
+/// Whether a component has a shape sanitising keeps: not empty, shorter than the cut, not `.`
+/// or `..` (its bytes are checked apart, see [`printable_ascii`]).
+#[inline(always)]
+pub(crate) fn plain_shape(element: &[u8]) -> bool {
+    !(element.is_empty() || element.len() >= MAX_ELEMENT || element == b"." || element == b"..")
+}
+
+/// `Some` when every byte of `bytes` is printable ASCII other than `/` and `\` (so a
+/// component made of such bytes, of a [plain shape](plain_shape), is left as it is by
+/// sanitising); then whether one is a `_`. Eight bytes at a time: one pass over a whole
+/// encoded path list (`3:dir5:a.txt`) answers for all its components, whose length prefixes
+/// are printable ASCII too.
+#[inline(always)]
+pub(crate) fn printable_ascii(bytes: &[u8]) -> Option<bool> {
+    let under = |w: u64| zero_bytes(w ^ (ONES * u64::from(b'_')));
+    let tail = tail_word(bytes, b'a');
+    let mut unusual = unusual_bytes(tail);
+    let mut underscore = under(tail);
+    for w in bytes.chunks_exact(8) {
+        let w = word(w);
+        unusual |= unusual_bytes(w);
+        underscore |= under(w);
+    }
+    (unusual == 0).then_some(underscore != 0)
 }
 
 /// [`append_bytes`] for components that need work: one code point at a time.

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
 use std::thread::ScopedJoinHandle;
 
 use bytes::Bytes;
@@ -15,11 +15,12 @@ use tessera_bencode::{
 };
 
 use crate::error::Error;
-use crate::file::{self, FileAttributes, FileEntry, Layout, NewFile, RawPath};
+use crate::file::{self, FileAttributes, Files, Layout, NameBatch, NewFile, NewRaw};
 use crate::hash::{InfoHashes, Sha1Hash, Sha256Hash};
 use crate::merkle;
 use crate::path;
 use crate::url;
+use crate::v1list::FileList;
 use crate::version::TorrentVersion;
 
 /// How strictly the bencode of a torrent file is checked.
@@ -62,7 +63,7 @@ pub struct ParseOptions {
 }
 
 /// libtorrent's largest file: `INT_MAX / 2` blocks of 16 KiB.
-const LT_MAX_FILE_SIZE: u64 = (i32::MAX as u64 / 2) * merkle::BLOCK_SIZE;
+pub(crate) const LT_MAX_FILE_SIZE: u64 = (i32::MAX as u64 / 2) * merkle::BLOCK_SIZE;
 /// libtorrent's largest piece: 32767 blocks of 16 KiB.
 const MAX_PIECE_LENGTH: i64 = 32767 * 16384;
 
@@ -113,7 +114,7 @@ pub struct Metainfo {
     piece_length: u64,
     num_pieces: usize,
     total_length: u64,
-    files: Vec<FileEntry>,
+    files: Files,
     pieces: Option<Range<usize>>,
     /// Per file (v2 only): the piece layer read from `piece layers`.
     layers: Vec<Option<Vec<Sha256Hash>>>,
@@ -236,7 +237,7 @@ impl Metainfo {
 
     /// The files in torrent order, padding files included (for v2 and hybrid torrents, the
     /// padding libtorrent adds after each file to align the next one to a piece).
-    pub fn files(&self) -> &[FileEntry] {
+    pub fn files(&self) -> &Files {
         &self.files
     }
 
@@ -309,7 +310,7 @@ impl Metainfo {
         if f.is_padding() {
             return None;
         }
-        let root = f.pieces_root.as_ref()?;
+        let root = self.files.root_ref(file_index)?;
         if f.length <= self.piece_length {
             return Some(std::slice::from_ref(root));
         }
@@ -554,12 +555,12 @@ impl Ctx<'_> {
             return Err(Error::MissingName);
         }
         // The value's encoding is the one byte string `<len>:<name>`.
-        let raw_path = RawPath::from_encoded(name_val.map_or(&[][..], |n| n.raw()));
+        let raw_path = NewRaw::Encoded(name_val.map_or(&[][..], |n| n.raw()));
         if has_padding_marker(path.as_bytes()) {
             attrs.padding = true;
         }
         let symlink = keys.symlink_path;
-        self.add_v1(out, symlink, attrs, size, mtime, path, raw_path)
+        self.add_v1(out, symlink, attrs, size, mtime, &path, raw_path)
     }
 
     /// One entry of a v1 file list: a dictionary, read from its encoding. `root_underscore`:
@@ -598,22 +599,21 @@ impl Ctx<'_> {
                 // Components that went in as they were are read back from the path; others
                 // are kept as the inside of `l…e`, their encodings end to end.
                 let skip = orig + usize::from(orig > 0);
-                raw_path = match RawPath::in_path(skip).filter(|_| plain) {
-                    Some(in_path) => in_path,
-                    None => {
-                        let inner = list.raw().get(1..list.raw().len() - 1);
-                        RawPath::from_encoded(inner.unwrap_or_default())
-                    }
+                raw_path = if plain {
+                    NewRaw::InPath(skip)
+                } else {
+                    let inner = list.raw().get(1..list.raw().len() - 1);
+                    NewRaw::Encoded(inner.unwrap_or_default())
                 };
             }
             None if attrs.padding => {
                 path = format!(".pad/{size}");
-                raw_path = RawPath::default();
+                raw_path = NewRaw::Encoded(&[]);
             }
             None => return Err(Error::MissingName),
         }
         let symlink = keys.symlink_path;
-        self.add_v1(out, symlink, attrs, size, mtime, path, raw_path)
+        self.add_v1(out, symlink, attrs, size, mtime, &path, raw_path)
     }
 
     /// Resolves a v1 file's symlink and adds it.
@@ -625,8 +625,8 @@ impl Ctx<'_> {
         mut attrs: FileAttributes,
         size: u64,
         mtime: i64,
-        path: String,
-        raw_path: RawPath,
+        path: &str,
+        raw_path: NewRaw<'_>,
     ) -> Result<(), Error> {
         let mut symlink = String::new();
         if attrs.symlink {
@@ -640,7 +640,7 @@ impl Ctx<'_> {
             raw_path,
             length: size,
             attributes: attrs,
-            symlink,
+            symlink: &symlink,
             pieces_root: None,
             mtime,
         })
@@ -651,8 +651,8 @@ impl Ctx<'_> {
         &self,
         v: ValueRef<'_, '_>,
         out: &mut Layout,
-        path: String,
-        raw_path: RawPath,
+        path: &str,
+        raw_path: NewRaw<'_>,
     ) -> Result<(), Error> {
         let d = v.as_dict().ok_or(Error::FileParseFailed)?;
         let keys = FileKeys::read_tape(&d);
@@ -683,7 +683,7 @@ impl Ctx<'_> {
             raw_path,
             length: size,
             attributes: attrs,
-            symlink,
+            symlink: &symlink,
             pieces_root,
             mtime,
         })
@@ -734,8 +734,7 @@ impl Ctx<'_> {
             tessera_bencode::put_bytes(&mut raw, key);
             if leaf {
                 if let Some((_, f)) = sub.iter().next() {
-                    let raw_path = RawPath::from_encoded(&raw);
-                    self.v2_file(f, out, path, raw_path)?;
+                    self.v2_file(f, out, &path, NewRaw::Encoded(&raw))?;
                 }
                 continue;
             }
@@ -761,7 +760,7 @@ const PADDING_MARKER: &[u8] = b"_____padding_file_";
 
 /// Whether `path` contains [`PADDING_MARKER`]. Paths rarely hold a `_` at all, so eight bytes
 /// at a time are checked for one first.
-fn has_padding_marker(path: &[u8]) -> bool {
+pub(crate) fn has_padding_marker(path: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let under = |w: u64| {
@@ -808,10 +807,12 @@ struct InfoDigests {
     v2: Option<Sha256Hash>,
 }
 
-/// The parsing thread's end of the hashing thread.
+/// The parsing thread's end of the hashing thread, which also checks the names of a v1 file
+/// list read by [`FileList`] for repeats once it has hashed.
 struct HashThread<'scope> {
     plans: SyncSender<HashPlan>,
-    handle: ScopedJoinHandle<'scope, Option<InfoDigests>>,
+    names: Sender<NameBatch>,
+    handle: ScopedJoinHandle<'scope, (Option<InfoDigests>, Option<bool>)>,
 }
 
 impl HashThread<'_> {
@@ -821,10 +822,12 @@ impl HashThread<'_> {
         let _ = self.plans.send(plan);
     }
 
-    /// Waits for the hashes.
-    fn finish(self) -> Option<InfoDigests> {
+    /// Waits for the hashes and the verdict on the names (see
+    /// [`names_repeat`](file::names_repeat)).
+    fn finish(self) -> (Option<InfoDigests>, Option<bool>) {
         drop(self.plans);
-        self.handle.join().ok().flatten()
+        drop(self.names);
+        self.handle.join().unwrap_or((None, None))
     }
 }
 
@@ -924,23 +927,37 @@ fn hash_ahead(data: &[u8], plans: Receiver<HashPlan>, stop: &AtomicBool) -> Opti
     })
 }
 
+/// Parses `data` on this thread with the general reader for v1 file lists alone (no
+/// [`FileList`]), for tests that compare the two.
+pub(crate) fn parse_general(data: &[u8], opts: &ParseOptions) -> Result<Metainfo, Error> {
+    parse_with(&Bytes::copy_from_slice(data), opts, None, false)
+}
+
 /// Parses `data`, hashing the info dictionary on a second thread when the file is large.
 fn parse(data: Bytes, opts: &ParseOptions) -> Result<Metainfo, Error> {
     if data.len() < PARALLEL_HASH_MIN {
-        return parse_with(&data, opts, None);
+        return parse_with(&data, opts, None, true);
     }
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         let (plans, inbox) = mpsc::sync_channel(1);
+        let (names, name_inbox) = mpsc::channel();
         let bytes: &[u8] = &data;
         let stop_ref = &stop;
         let spawned = std::thread::Builder::new()
             .name("tessera-info-hash".to_owned())
-            .spawn_scoped(s, move || hash_ahead(bytes, inbox, stop_ref));
+            .spawn_scoped(s, move || {
+                let digests = hash_ahead(bytes, inbox, stop_ref);
+                (digests, file::names_repeat(&name_inbox))
+            });
         // If the thread cannot be started, everything happens on this one.
-        let hasher = spawned.ok().map(|handle| HashThread { plans, handle });
+        let hasher = spawned.ok().map(|handle| HashThread {
+            plans,
+            names,
+            handle,
+        });
         let _stop = StopOnDrop(&stop);
-        parse_with(&data, opts, hasher)
+        parse_with(&data, opts, hasher, true)
     })
 }
 
@@ -948,11 +965,23 @@ fn parse_with(
     data: &Bytes,
     opts: &ParseOptions,
     hasher: Option<HashThread<'_>>,
+    fast_lists: bool,
 ) -> Result<Metainfo, Error> {
     let decode = opts.decode_options();
-    // The v1 file list is most of a torrent with many files, and each entry is read once:
-    // it is checked like the rest but left off the tape, and read from its encoding.
-    let doc = decode.decode_folded(data, &[b"info", b"files"])?;
+    // The v1 file list is most of a torrent with many files. In its usual form it is read in
+    // one pass by `FileList`, which the decoder lets check it; otherwise it is checked like
+    // the rest but left off the tape, and each entry is read once from its encoding.
+    let mut list_reader = FileList::new(opts);
+    if let Some(h) = &hasher {
+        list_reader.send_names(h.names.clone());
+    }
+    let doc = if fast_lists {
+        decode.decode_claiming(data, &[b"info", b"files"], &mut |start, limits| {
+            list_reader.claim(data, start, limits)
+        })?
+    } else {
+        decode.decode_folded(data, &[b"info", b"files"])?
+    };
     let root = doc.root().as_dict().ok_or(Error::NotADictionary)?;
     let info = root.get_dict(b"info").ok_or(Error::MissingInfo)?;
     let info_span = info.as_value().span();
@@ -1022,10 +1051,12 @@ fn parse_with(
     let mut files = Layout::new(piece_length, opts.max_files);
     let mut v1_files = Layout::new(piece_length, opts.max_files);
     let mut multifile = false;
+    // Whether the other thread checks the names of `files` for repeats.
+    let mut names_checked = false;
     if is_v2 {
         let tree = file_tree.ok_or(Error::MissingFileTree)?;
         ctx.file_tree(tree, &mut files, &name, files_node.is_some())?;
-        files.sanitize_symlinks();
+        files.sanitize_symlinks()?;
         multifile = files.len() > 1;
     } else if file_tree.is_some() {
         return Err(Error::MissingMetaVersion);
@@ -1039,17 +1070,24 @@ fn parse_with(
                     multifile = false;
                 }
             }
+            Some(list) if list.as_value().is_folded() && list_reader.claimed() => {
+                *target = list_reader.take_layout(data, &name, piece_length)?;
+                multifile = true;
+                names_checked = !is_v2;
+            }
             Some(list) => {
-                target.reserve(list.len());
+                target.reserve(list.len(), list.as_value().raw().len());
                 let root_underscore = name.contains('_');
                 for f in list.iter() {
                     ctx.v1_file(RawValue::from(f), target, &name, root_underscore)?;
                 }
-                target.sanitize_symlinks();
+                target.sanitize_symlinks()?;
                 multifile = true;
             }
         }
     }
+    // Done with the list: the other thread stops waiting for its names.
+    drop(list_reader);
     if files.len() == 0 {
         return Err(Error::NoFiles);
     }
@@ -1101,6 +1139,11 @@ fn parse_with(
         return Err(Error::InvalidLength { length: 0 });
     }
 
+    // Info hashes (and the check for repeated names) from the other thread.
+    let (digests, repeats) = hasher.map_or((None, None), HashThread::finish);
+    if names_checked {
+        files.repeats = repeats;
+    }
     file::resolve_duplicates(&mut files, opts.max_duplicate_filenames)?;
     let multifile_seeds = multifile && files.len() > 1;
     let name = files.name.clone();
@@ -1116,9 +1159,7 @@ fn parse_with(
     read_similar(&root, &mut similar, &mut collections);
 
     // Info hashes: from the hashing thread if it hashed the right bytes, else taken here.
-    let digests = hasher
-        .and_then(HashThread::finish)
-        .filter(|d| d.info == info_span);
+    let digests = digests.filter(|d| d.info == info_span);
     let (t_v1, t_v2) = digests.map_or((None, None), |d| (d.v1, d.v2));
     let v1 = if has_v1 {
         Some(v1_hash.or(t_v1).unwrap_or_else(|| sha1_of(info_raw)))
@@ -1133,8 +1174,7 @@ fn parse_with(
         _ => TorrentVersion::V1,
     };
 
-    // Files: keep the layout's fields; drop anything not needed.
-    files.shrink_to_fit();
+    files.shrink();
 
     let trackers = read_trackers(&root);
     let mut web_seeds = Vec::new();
@@ -1305,7 +1345,7 @@ fn read_seeds(root: &DictRef<'_, '_>, key: &[u8], slash: bool, out: &mut Vec<Str
 /// Reads and verifies `piece layers` against the files' roots.
 fn piece_layers(
     d: DictRef<'_, '_>,
-    files: &[FileEntry],
+    files: &Files,
     piece_length: u64,
     opts: &ParseOptions,
 ) -> Result<Vec<Option<Vec<Sha256Hash>>>, Error> {

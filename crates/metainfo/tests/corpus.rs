@@ -123,7 +123,7 @@ fn piece_layers_are_trusted_only_when_they_reduce_to_the_root() {
     let load = |name: &str| Metainfo::from_bytes(std::fs::read(dir.join(name)).expect(name));
     // A good multi-piece file: its layer is kept and reduces to the file's root.
     let good = load("v2_multipiece_file.torrent").expect("parses");
-    let f = &good.files()[0];
+    let f = &good.files().get(0).unwrap();
     let layer = good.piece_layer(0).expect("verified layer kept");
     assert!(tessera_metainfo::merkle::verify_piece_layer(
         layer,
@@ -134,6 +134,6 @@ fn piece_layers_are_trusted_only_when_they_reduce_to_the_root() {
     // 16 KiB pieces whose layer does not match the root: libtorrent's verdict is "parse", but
     // the layer must not be handed out as trustworthy.
     let bad = load("v2_invalid_root_hash.torrent").expect("parses like libtorrent");
-    assert!(bad.files()[0].length > bad.piece_length());
+    assert!(bad.files().get(0).unwrap().length > bad.piece_length());
     assert_eq!(bad.piece_layer(0), None);
 }

@@ -84,7 +84,7 @@ fn created_torrents_parse_back() {
             .files()
             .iter()
             .filter(|f| !f.attributes.padding)
-            .map(|f| (f.path.clone(), f.length))
+            .map(|f| (f.path.to_owned(), f.length))
             .collect();
         let expected: Vec<(String, u64)> = TREE
             .iter()
@@ -126,7 +126,7 @@ fn single_file_hybrid_is_not_padded() {
     let meta = Metainfo::from_bytes(t.bytes.clone()).unwrap();
     assert_eq!(meta.version(), TorrentVersion::Hybrid);
     assert_eq!(meta.files().len(), 1);
-    assert_eq!(meta.files()[0].path, "one.bin");
+    assert_eq!(meta.files().get(0).unwrap().path, "one.bin");
     assert_eq!(meta.total_length(), 100_000);
     assert_eq!(meta.num_pieces(), 7);
 }

@@ -183,7 +183,7 @@ fn libtorrent_loads_and_verifies_our_torrents() {
         let our_files: Vec<(u64, bool, String)> = ours
             .files()
             .iter()
-            .map(|f| (f.length, f.attributes.padding, f.path.clone()))
+            .map(|f| (f.length, f.attributes.padding, f.path.to_owned()))
             .collect();
         assert_eq!(lt.files, our_files, "{version}");
         let real: Vec<(u64, String)> = lt
@@ -304,7 +304,7 @@ fn libtorrent_made_torrents_match_ours() {
             let files = |m: &Metainfo| -> Vec<(String, u64, bool)> {
                 m.files()
                     .iter()
-                    .map(|f| (f.path.clone(), f.length, f.attributes.padding))
+                    .map(|f| (f.path.to_owned(), f.length, f.attributes.padding))
                     .collect()
             };
             let v1_walk_differs = version == TorrentVersion::V1 && how == "walk";

@@ -101,11 +101,11 @@ fn v1_multi_file() {
     assert_eq!(m.total_length(), 33_000);
     assert_eq!(m.piece_size(2), 33_000 - 2 * 16384);
     assert_eq!(m.piece_size(3), 0);
-    let paths: Vec<&str> = m.files().iter().map(|f| f.path.as_str()).collect();
+    let paths: Vec<&str> = m.files().iter().map(|f| f.path).collect();
     assert_eq!(paths, ["multi/dir/a.bin", "multi/.../b.bin"]);
-    assert_eq!(m.files()[1].offset, 20_000);
+    assert_eq!(m.files().get(1).unwrap().offset, 20_000);
     assert_eq!(
-        m.files()[1].path_components(),
+        m.files().get(1).unwrap().path_components(),
         vec![b"...".to_vec(), b"b.bin".to_vec()]
     );
     assert_eq!(
@@ -151,7 +151,7 @@ fn v1_single_file_and_unsorted_keys_warn() {
     file.push(b'e');
     let m = Metainfo::from_bytes(file).unwrap();
     assert_eq!(m.files().len(), 1);
-    assert_eq!(m.files()[0].path, "a.txt");
+    assert_eq!(m.files().get(0).unwrap().path, "a.txt");
     assert_eq!(m.name(), "a.txt");
     assert!(!m.warnings().is_empty(), "unsorted keys reported");
     assert_eq!(&m.info_bytes()[..], &info[..]);
@@ -277,7 +277,7 @@ fn large_files_hash_the_info_dictionary_exactly() {
     let m = info_hashes_match(bytes);
     assert_eq!(m.files().len(), n);
     assert_eq!(
-        m.files()[n - 1].path,
+        m.files().get(n - 1).unwrap().path,
         format!("many/dir-{}/f{}.bin", (n - 1) / 100, n - 1)
     );
 
@@ -317,7 +317,7 @@ fn v2_and_hybrid() {
     let m = Metainfo::from_bytes(v2_torrent(false, false).to_bytes()).unwrap();
     assert_eq!(m.version(), TorrentVersion::V2);
     assert!(m.info_hashes().v1.is_none());
-    let paths: Vec<&str> = m.files().iter().map(|f| f.path.as_str()).collect();
+    let paths: Vec<&str> = m.files().iter().map(|f| f.path).collect();
     // libtorrent pads every file to a piece boundary, the last one included.
     assert_eq!(
         paths,
@@ -341,7 +341,7 @@ fn v2_and_hybrid() {
         3,
         "tail padding of an old-style hybrid removed"
     );
-    assert_eq!(h.files()[2].offset, 131_072);
+    assert_eq!(h.files().get(2).unwrap().offset, 131_072);
 
     let e = Metainfo::from_bytes(v2_torrent(false, true).to_bytes()).unwrap_err();
     assert_eq!(e.reason_class(), "torrent_invalid_piece_layer");
@@ -445,7 +445,7 @@ fn hostile_paths_stay_inside() {
     ]);
     let m = Metainfo::from_bytes(dict(vec![("info", info)]).to_bytes()).unwrap();
     let hex = m.info_hashes().v1.unwrap().to_hex();
-    let paths: Vec<String> = m.files().iter().map(|f| f.path.clone()).collect();
+    let paths: Vec<String> = m.files().iter().map(|f| f.path.to_owned()).collect();
     assert_eq!(
         paths,
         [
@@ -494,7 +494,7 @@ fn raw_components_survive_sanitising_and_renaming() {
     let got: Vec<(String, bool, Vec<Vec<u8>>)> = m
         .files()
         .iter()
-        .map(|f| (f.path.clone(), f.is_padding(), f.path_components()))
+        .map(|f| (f.path.to_owned(), f.is_padding(), f.path_components()))
         .collect();
     let raw = |parts: &[&str]| parts.iter().map(|p| p.as_bytes().to_vec()).collect();
     assert_eq!(
@@ -512,8 +512,8 @@ fn raw_components_survive_sanitising_and_renaming() {
             ("root/caf\u{e9}".into(), false, raw(&["caf\u{e9}"])),
         ]
     );
-    assert_eq!(m.files()[0], m.files()[0].clone());
-    assert_ne!(m.files()[0], m.files()[3]);
+    assert_eq!(m.files().get(0).unwrap(), m.files().get(0).unwrap().clone());
+    assert_ne!(m.files().get(0).unwrap(), m.files().get(3).unwrap());
 }
 
 #[test]

@@ -119,7 +119,7 @@ impl Layout {
                     .ok_or(StoreError::too_large("torrent length", u64::MAX))?;
             }
             files.push(LayoutFile {
-                path: f.path.clone(),
+                path: f.path.to_owned(),
                 length: f.length,
                 offset,
                 padding,

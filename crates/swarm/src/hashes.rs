@@ -308,7 +308,7 @@ mod tests {
     #[test]
     fn leaf_layer_requests_are_not_answered() {
         let full = v2_torrent(8 * 16 * 1024, 32 * 1024);
-        let root = full.files()[0].pieces_root.unwrap_or_default();
+        let root = full.files().get(0).unwrap().pieces_root.unwrap_or_default();
         let req = HashRequest {
             pieces_root: root,
             base_layer: 0,
