@@ -233,13 +233,44 @@ impl Span {
     }
 }
 
-/// Where a stored file's raw path components are.
+/// Where a stored file's raw path components are, in four bytes (see [`Raw`]).
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum RawAt {
+pub(crate) struct RawAt(u32);
+
+/// What a [`RawAt`] says.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Raw {
     /// In the file's path, after its first `skip` bytes (see [`RawPath::InPath`]).
     InPath(u32),
-    /// Bencoded byte strings end to end, in [`Files::raw`].
-    Encoded(Span),
+    /// Bencoded byte strings end to end: the span of [`Files::raw`] at this index of
+    /// [`Files::raw_spans`].
+    Encoded(u32),
+}
+
+impl RawAt {
+    const ENCODED: u32 = 1 << 31;
+
+    /// In the path after `skip` bytes (paths are far shorter than 2 GiB).
+    pub(crate) fn in_path(skip: u32) -> RawAt {
+        RawAt(skip.min(Self::ENCODED - 1))
+    }
+
+    fn encoded(index: u32) -> Option<RawAt> {
+        (index < Self::ENCODED).then_some(RawAt(index | Self::ENCODED))
+    }
+
+    pub(crate) fn get(self) -> Raw {
+        if self.0 & Self::ENCODED == 0 {
+            Raw::InPath(self.0)
+        } else {
+            Raw::Encoded(self.0 & !Self::ENCODED)
+        }
+    }
+
+    /// Whether the components are read back from the path.
+    pub(crate) fn in_the_path(self) -> bool {
+        matches!(self.get(), Raw::InPath(_))
+    }
 }
 
 /// One file as stored.
@@ -265,8 +296,10 @@ pub struct Files {
     text: String,
     /// Paths not written out yet.
     deferred: Option<Box<Deferred>>,
-    /// Raw path components that are not read back from the paths, bencoded end to end.
+    /// Raw path components that are not read back from the paths, bencoded end to end, and
+    /// each file's span of them.
     raw: Vec<u8>,
+    raw_spans: Vec<Span>,
     slots: Vec<Slot>,
     /// Each symlink's target in `text`, sorted by file index.
     links: Vec<(u32, Span)>,
@@ -304,11 +337,14 @@ impl Files {
         } else {
             None
         };
-        let raw_path = match slot.raw {
+        let raw_path = match slot.raw.get() {
             // Deferred paths all start with the root and a '/'.
-            RawAt::InPath(_) if self.deferred.is_some() => RawPath::InPath(self.root_skip()),
-            RawAt::InPath(skip) => RawPath::InPath(skip),
-            RawAt::Encoded(s) => RawPath::Encoded(self.raw.get(s.range()).unwrap_or_default()),
+            Raw::InPath(_) if self.deferred.is_some() => RawPath::InPath(self.root_skip()),
+            Raw::InPath(skip) => RawPath::InPath(skip),
+            Raw::Encoded(i) => {
+                let span = self.raw_spans.get(i as usize).copied().unwrap_or_default();
+                RawPath::Encoded(self.raw.get(span.range()).unwrap_or_default())
+            }
         };
         Some(FileEntry {
             path,
@@ -368,7 +404,7 @@ impl Files {
 
     /// Leaves the paths of files read by [`FileList`](crate::v1list::FileList) to be written
     /// out on first use: each slot's path is then a span of `input` holding its encoded
-    /// components (a [`RawAt::InPath`] file) or a span of `rel` holding its path below the
+    /// components (a [`Raw::InPath`] file) or a span of `rel` holding its path below the
     /// root, starting with `/`, and every path is `root` followed by that.
     pub(crate) fn defer_paths(&mut self, input: bytes::Bytes, root: String, rel: String) {
         self.deferred = Some(Box::new(Deferred {
@@ -410,8 +446,8 @@ impl Files {
         };
         for (slot, span) in self.slots.iter_mut().zip(spans) {
             slot.path = span;
-            if let RawAt::InPath(_) = slot.raw {
-                slot.raw = RawAt::InPath(skip);
+            if slot.raw.in_the_path() {
+                slot.raw = RawAt::in_path(skip);
             }
         }
         let links = std::mem::take(&mut self.text);
@@ -445,7 +481,10 @@ impl Files {
     pub(crate) fn push_raw(&mut self, encoded: &[u8]) -> Result<RawAt, Error> {
         let start = self.raw.len();
         self.raw.extend_from_slice(encoded);
-        Ok(RawAt::Encoded(span(start, self.raw.len())?))
+        let index = u32::try_from(self.raw_spans.len()).map_err(|_| Error::FileListTooLarge)?;
+        let at = RawAt::encoded(index).ok_or(Error::FileListTooLarge)?;
+        self.raw_spans.push(span(start, self.raw.len())?);
+        Ok(at)
     }
 
     /// Adds a file.
@@ -513,7 +552,7 @@ impl Files {
         let Some(slot) = self.slots.get(index).copied() else {
             return Ok(());
         };
-        if let RawAt::InPath(_) = slot.raw {
+        if slot.raw.in_the_path() {
             let mut encoded = Vec::new();
             if let Some(e) = self.get(index) {
                 for c in e.path_component_iter() {
@@ -553,16 +592,19 @@ impl Files {
 
     /// Gives back spare room in the buffers when it is a sizeable part of them.
     pub(crate) fn shrink(&mut self) {
+        // Half again as much room as used is left alone: copying the files to give it back
+        // costs more than it is worth.
         fn spare<T>(v: &Vec<T>) -> bool {
-            v.capacity() - v.len() > v.len() / 4
+            v.capacity() - v.len() > v.len() / 2
         }
         if spare(&self.slots) {
             self.slots.shrink_to_fit();
         }
-        if self.text.capacity() - self.text.len() > self.text.len() / 4 {
+        if self.text.capacity() - self.text.len() > self.text.len() / 2 {
             self.text.shrink_to_fit();
         }
         self.raw.shrink_to_fit();
+        self.raw_spans.shrink_to_fit();
     }
 }
 
@@ -598,9 +640,10 @@ impl Deferred {
 fn write_paths(slots: &[Slot], input: &[u8], root: &str, rel: &str) -> (String, Vec<Span>) {
     let mut len = 0usize;
     for slot in slots {
-        let source = match slot.raw {
-            RawAt::InPath(_) => input.len(),
-            RawAt::Encoded(_) => rel.len(),
+        let source = if slot.raw.in_the_path() {
+            input.len()
+        } else {
+            rel.len()
         };
         let bytes = slot.path.range().end.min(source) - slot.path.range().start.min(source);
         len = len.saturating_add(root.len()).saturating_add(bytes);
@@ -610,17 +653,14 @@ fn write_paths(slots: &[Slot], input: &[u8], root: &str, rel: &str) -> (String, 
     for slot in slots {
         let start = text.len();
         text.extend_from_slice(root.as_bytes());
-        match slot.raw {
-            RawAt::InPath(_) => {
-                let inner = input.get(slot.path.range()).unwrap_or_default();
-                for c in RawPath::Encoded(inner).iter("") {
-                    text.push(b'/');
-                    text.extend_from_slice(c);
-                }
+        if slot.raw.in_the_path() {
+            let inner = input.get(slot.path.range()).unwrap_or_default();
+            for c in RawPath::Encoded(inner).iter("") {
+                text.push(b'/');
+                text.extend_from_slice(c);
             }
-            RawAt::Encoded(_) => {
-                text.extend_from_slice(rel.get(slot.path.range()).unwrap_or_default().as_bytes());
-            }
+        } else {
+            text.extend_from_slice(rel.get(slot.path.range()).unwrap_or_default().as_bytes());
         }
         spans.push(span(start, text.len()).unwrap_or_default());
     }
@@ -875,7 +915,7 @@ impl Layout {
         }
         let raw = match raw {
             NewRaw::InPath(skip) => {
-                RawAt::InPath(u32::try_from(skip).map_err(|_| Error::FileListTooLarge)?)
+                RawAt::in_path(u32::try_from(skip).map_err(|_| Error::FileListTooLarge)?)
             }
             NewRaw::Encoded(e) => self.files.push_raw(e)?,
         };

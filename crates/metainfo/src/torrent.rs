@@ -1139,10 +1139,12 @@ fn parse_with(
         return Err(Error::InvalidLength { length: 0 });
     }
 
-    // Info hashes (and the check for repeated names) from the other thread.
+    // Info hashes (and the check for repeated names) from the other thread. The names went
+    // to that thread; if it gave no verdict, the names are compared in full.
+    let had_thread = hasher.is_some();
     let (digests, repeats) = hasher.map_or((None, None), HashThread::finish);
-    if names_checked {
-        files.repeats = repeats;
+    if names_checked && had_thread {
+        files.repeats = Some(repeats.unwrap_or(true));
     }
     file::resolve_duplicates(&mut files, opts.max_duplicate_filenames)?;
     let multifile_seeds = multifile && files.len() > 1;

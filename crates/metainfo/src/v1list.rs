@@ -35,7 +35,7 @@ use crate::torrent::{has_padding_marker, ParseOptions, LT_MAX_FILE_SIZE};
 pub(crate) struct FileList<'o> {
     opts: &'o ParseOptions,
     /// The files. Until [`take_layout`](Self::take_layout), the path of a file whose
-    /// components sanitising leaves alone (its raw path is [`RawAt::InPath`]) is the span of
+    /// components sanitising leaves alone (its raw path is [`Raw::InPath`](crate::file::Raw)) is the span of
     /// its encoded components in the input, between the list's `l` and `e`; any other file's is
     /// a span of `rel`.
     files: Files,
@@ -43,11 +43,13 @@ pub(crate) struct FileList<'o> {
     /// as `/component/component…`, end to end after a one-byte stand-in for the root (so that
     /// sanitising sees a path that does not start empty, as it does in the general reader).
     rel: Vec<u8>,
-    /// Tagged name hashes of the directories and paths, without the root directory.
+    /// Tagged name hashes of the directories and paths, without the root directory (those not
+    /// sent yet).
     names: Vec<u64>,
-    /// Where to send them as they come, so that another thread checks them for repeats (see
-    /// [`names_repeat`](crate::file::names_repeat)); `sent` of them have gone.
+    /// Where to send them in batches as they come, so that another thread checks them for
+    /// repeats (see [`names_repeat`](crate::file::names_repeat)).
     out: Option<Sender<NameBatch>>,
+    /// Names sent so far.
     sent: usize,
     /// About how many names there will be, once known.
     expected: usize,
@@ -89,9 +91,10 @@ impl<'o> FileList<'o> {
         let Some(out) = &self.out else {
             return;
         };
-        let keys = self.names.get(self.sent..).unwrap_or_default().to_vec();
-        self.sent = self.names.len();
-        let capacity = self.expected.max(self.names.len());
+        let next = if done { 0 } else { NAME_BATCH + 64 };
+        let keys = std::mem::replace(&mut self.names, Vec::with_capacity(next));
+        self.sent += keys.len();
+        let capacity = self.expected.max(self.sent);
         let mut ok = out.send(NameBatch::Names { capacity, keys }).is_ok();
         if done {
             ok &= out.send(NameBatch::Done).is_ok();
@@ -138,7 +141,7 @@ impl<'o> FileList<'o> {
                     }
                     values += self.file(&mut cur)?;
                     elements += 1;
-                    if self.expected > 0 && self.names.len() - self.sent >= NAME_BATCH {
+                    if self.expected > 0 && self.names.len() >= NAME_BATCH {
                         self.flush_names(false);
                     }
                     if values > limits.values {
@@ -167,8 +170,10 @@ impl<'o> FileList<'o> {
         self.files.reserve(more, 0);
         let per_file = self.names.len() / n + 1;
         self.expected = per_file.saturating_mul(n.saturating_add(more));
-        self.names
-            .reserve(self.expected.saturating_sub(self.names.len()));
+        if self.out.is_none() {
+            self.names
+                .reserve(self.expected.saturating_sub(self.names.len()));
+        }
     }
 
     /// Notes a tagged name hash.
@@ -321,7 +326,7 @@ impl<'o> FileList<'o> {
             self.text_len = self.text_len.saturating_add(list.bytes);
             let path = span(list.inner.0, list.inner.1).ok()?;
             // Read back from the path, after the root (see `Files::defer_paths`).
-            (path, RawAt::InPath(0))
+            (path, RawAt::in_path(0))
         } else {
             let rel_start = self.rel.len();
             for c in EncodedParts(inner) {
