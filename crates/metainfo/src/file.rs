@@ -176,7 +176,7 @@ impl<'a> RawPath<'a> {
         match self {
             RawPath::InPath(skip) => {
                 let rest = path.get(skip as usize..).unwrap_or_default();
-                RawPathIter(Inner::Split((!rest.is_empty()).then(|| rest.split('/'))))
+                RawPathIter(Inner::Split((!rest.is_empty()).then_some(rest.as_bytes())))
             }
             RawPath::Encoded(e) => RawPathIter(Inner::Encoded(e)),
         }
@@ -189,7 +189,8 @@ pub struct RawPathIter<'a>(Inner<'a>);
 
 #[derive(Clone)]
 enum Inner<'a> {
-    Split(Option<std::str::Split<'a, char>>),
+    /// The rest of a path, split at each `/` (`None` once the last component is out).
+    Split(Option<&'a [u8]>),
     Encoded(&'a [u8]),
 }
 
@@ -198,7 +199,17 @@ impl<'a> Iterator for RawPathIter<'a> {
 
     fn next(&mut self) -> Option<&'a [u8]> {
         let rest = match &mut self.0 {
-            Inner::Split(split) => return split.as_mut()?.next().map(str::as_bytes),
+            Inner::Split(split) => {
+                // Components are short: a plain loop finds the '/' sooner than a search.
+                let rest = split.take()?;
+                return Some(match rest.iter().position(|&b| b == b'/') {
+                    Some(slash) => {
+                        *split = rest.get(slash + 1..);
+                        rest.get(..slash).unwrap_or_default()
+                    }
+                    None => rest,
+                });
+            }
             Inner::Encoded(rest) => rest,
         };
         let colon = rest.iter().position(|&b| b == b':')?;
