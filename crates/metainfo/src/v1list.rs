@@ -168,8 +168,11 @@ impl<'o> FileList<'o> {
         let n = self.files.len().max(1);
         let more = (left / (read / n).max(1)).min(self.opts.max_files.saturating_sub(n));
         self.files.reserve(more, 0);
+        // Each name after these takes at least two bytes of the input (`0:`).
         let per_file = self.names.len() / n + 1;
-        self.expected = per_file.saturating_mul(n.saturating_add(more));
+        self.expected = per_file
+            .saturating_mul(n.saturating_add(more))
+            .min(self.names.len().saturating_add(left / 2));
         if self.out.is_none() {
             self.names
                 .reserve(self.expected.saturating_sub(self.names.len()));
