@@ -14,7 +14,7 @@
 //! socket and draws randomness only from its configured seed, so thousands of nodes can run
 //! deterministically in one process.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, DefaultHasher};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -241,6 +241,8 @@ pub struct Node {
     table4: RoutingTable,
     table6: RoutingTable,
     pending: OwnMap<u16, Pending>,
+    /// The pending queries by deadline, so that the next one is found without a walk.
+    deadlines: BTreeSet<(Instant, u16)>,
     next_tid: u16,
     lookups: OwnMap<LookupId, Active>,
     next_lookup: u64,
@@ -305,6 +307,7 @@ impl Node {
             config,
             own,
             pending: OwnMap::default(),
+            deadlines: BTreeSet::new(),
             next_tid: (rng & 0xffff) as u16,
             lookups: OwnMap::default(),
             next_lookup: 1,
@@ -361,6 +364,7 @@ impl Node {
         self.table4.heap_bytes()
             + self.table6.heap_bytes()
             + self.pending.capacity() * (std::mem::size_of::<(u16, Pending)>() + 1)
+            + self.deadlines.len() * std::mem::size_of::<(Instant, u16)>() * 2
             + self.rate.capacity() * (std::mem::size_of::<(IpAddr, (u64, Instant))>() + 1)
             + self.transmit.capacity() * std::mem::size_of::<Transmit>()
             + self
@@ -589,8 +593,8 @@ impl Node {
     /// When [`Node::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut next = self.next_maintenance.min(self.tokens.next_rotation());
-        for p in self.pending.values() {
-            next = next.min(p.deadline);
+        if let Some(&(deadline, _)) = self.deadlines.first() {
+            next = next.min(deadline);
         }
         for a in self.lookups.values() {
             if let Some(t) = a.lookup.poll_timeout() {
@@ -609,6 +613,14 @@ impl Node {
         }
         self.scratch.clear();
         message.encode_into(&mut self.scratch);
+        self.queue_scratch(to);
+    }
+
+    /// Queues the message encoded in `scratch`.
+    fn queue_scratch(&mut self, to: SocketAddr) {
+        if self.transmit.len() >= self.config.max_transmit_queue {
+            return;
+        }
         self.transmit.push_back(Transmit {
             to,
             payload: self.scratch.clone(),
@@ -632,15 +644,17 @@ impl Node {
             tid = tid.wrapping_add(1);
         }
         self.next_tid = tid.wrapping_add(1);
+        let deadline = now + self.config.query_timeout;
         self.pending.insert(
             tid,
             Pending {
                 to,
                 id,
-                deadline: now + self.config.query_timeout,
+                deadline,
                 purpose,
             },
         );
+        self.deadlines.insert((deadline, tid));
         let message = Message {
             tid: tid.to_be_bytes().to_vec(),
             version: Some(self.config.version.clone()),
@@ -742,7 +756,14 @@ impl Node {
         if pending.to != from {
             return None;
         }
-        self.pending.remove(&tid)
+        self.remove_pending(tid)
+    }
+
+    /// Forgets pending query `tid`.
+    fn remove_pending(&mut self, tid: u16) -> Option<Pending> {
+        let p = self.pending.remove(&tid)?;
+        self.deadlines.remove(&(p.deadline, tid));
+        Some(p)
     }
 
     fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
@@ -974,12 +995,14 @@ impl Node {
             read_only: false,
             body: Body::Response(r),
         };
+        // `fit` leaves the answer encoded in `scratch`.
         self.fit(&mut message, from.is_ipv6());
-        self.queue(from, &message);
+        self.queue_scratch(from);
     }
 
     /// Trims an answer to [`MAX_ANSWER`] bytes: contacts of the querier's other address family
     /// first, then of its own, then peers. (Nothing else in an answer can grow that large.)
+    /// Leaves the message, as it ends up, encoded in `scratch`.
     fn fit(&mut self, message: &mut Message, v6: bool) {
         fn trim<T>(list: &mut Vec<T>, excess: usize, each: usize) -> bool {
             let n = excess.div_ceil(each).min(list.len());
@@ -1272,15 +1295,17 @@ impl Node {
 
     /// Advances the node's clock: expires queries, drives lookups, keeps the tables fresh.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let mut expired: Vec<u16> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.deadline <= now)
-            .map(|(t, _)| *t)
-            .collect();
+        let mut expired: Vec<u16> = Vec::new();
+        while let Some(&(deadline, tid)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            expired.push(tid);
+        }
         expired.sort_unstable();
         for tid in expired {
-            if let Some(p) = self.pending.remove(&tid) {
+            if let Some(p) = self.remove_pending(tid) {
                 self.stats.timeouts += 1;
                 if let Some(id) = p.id {
                     self.table_for(&p.to).failed(&id, p.to, now);

@@ -1498,3 +1498,45 @@ fn one_responder_repeating_itself_does_not_set_our_external_address() {
     assert!(answered >= 5, "only {answered} queries to answer");
     assert_eq!(node.poll_event(), None, "one IP decided our address");
 }
+
+#[test]
+fn queries_time_out_in_deadline_order_and_answers_clear_their_deadline() {
+    let t0 = Instant::now();
+    let mut node = Node::new(config(), t0);
+    let timeout = NodeConfig::default().query_timeout;
+    let step = Duration::from_millis(500);
+    // Three pings, sent half a second apart.
+    let sent: Vec<Message> = (1..=3u32)
+        .map(|n| {
+            let at = t0 + step * (n - 1);
+            node.add_node(at, v4(n));
+            let out = drain(&mut node);
+            assert_eq!(out.len(), 1);
+            assert_eq!(out[0].to, v4(n));
+            decoded(&out[0])
+        })
+        .collect();
+    assert_eq!(node.in_flight(), 3);
+    assert!(node.poll_timeout().unwrap() <= t0 + timeout);
+    // The second one is answered: it will not time out.
+    node.handle_datagram(
+        t0 + step,
+        v4(2),
+        &Message::response(sent[1].tid.clone(), Response::new(id(2))).encode(),
+    );
+    assert_eq!(node.in_flight(), 2);
+    // Just before the first deadline nothing expires; at it, the first query does.
+    node.handle_timeout(t0 + timeout - Duration::from_millis(1));
+    assert_eq!(node.in_flight(), 2);
+    node.handle_timeout(t0 + timeout);
+    assert_eq!(node.in_flight(), 1);
+    assert_eq!(node.stats().timeouts, 1);
+    assert!(node.poll_timeout().unwrap() <= t0 + step * 2 + timeout);
+    // The answered one's deadline passes without a timeout; then the third expires.
+    node.handle_timeout(t0 + step + timeout);
+    assert_eq!((node.in_flight(), node.stats().timeouts), (1, 1));
+    node.handle_timeout(t0 + step * 2 + timeout);
+    assert_eq!((node.in_flight(), node.stats().timeouts), (0, 2));
+    // No deadline of a finished query is left behind to wake the driver for nothing.
+    assert!(node.poll_timeout().unwrap() > t0 + step * 2 + timeout);
+}
