@@ -5,20 +5,9 @@
 mod common;
 
 use proptest::prelude::*;
-use tessera_bencode::{
-    ClaimLimits, Claimed, DecodeOptions, Document, ErrorKind, Kind, Value, ValueRef,
-};
+use tessera_bencode::{ClaimLimits, Claimed, DecodeOptions, ErrorKind, Kind, Value, ValueRef};
 
 const PATH: &[&[u8]] = &[b"info", b"files"];
-
-fn container<'d, 'a>(doc: &'d Document<'a>) -> Option<ValueRef<'d, 'a>> {
-    doc.root()
-        .as_dict()?
-        .get_dict(b"info")?
-        .as_value()
-        .as_dict()?
-        .get(b"files")
-}
 
 /// Values in `v`, itself and dictionary keys included.
 fn values(v: ValueRef<'_, '_>) -> usize {
@@ -39,7 +28,7 @@ fn values(v: ValueRef<'_, '_>) -> usize {
 /// What an honest claimer says about the container at `start`, from a full strict decode.
 fn truth(input: &[u8], start: usize) -> Option<Claimed> {
     let doc = DecodeOptions::strict().decode(input).ok()?;
-    let c = container(&doc)?;
+    let c = common::files_value(&doc)?;
     if c.span().start != start {
         return None;
     }
@@ -76,7 +65,7 @@ fn agree_with(
         (Ok(a), Ok(b)) => {
             prop_assert_eq!(a.root().to_owned(), b.root().to_owned());
             prop_assert_eq!(a.warnings(), b.warnings());
-            if let (Some(ca), Some(cb)) = (container(a), container(b)) {
+            if let (Some(ca), Some(cb)) = (common::files_value(a), common::files_value(b)) {
                 prop_assert_eq!(ca.span(), cb.span());
                 let was_taken = taken.is_some_and(|t| t.end == cb.span().end) && cb.is_folded();
                 if was_taken {
@@ -95,16 +84,6 @@ fn agree_with(
     Ok(false)
 }
 
-fn wrap(files: Value) -> Value {
-    common::dict([
-        ("announce", Value::Bytes(b"x".to_vec())),
-        (
-            "info",
-            common::dict([("files", files), ("name", Value::Int(1))]),
-        ),
-    ])
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -115,7 +94,7 @@ proptest! {
         cut in any::<prop::sample::Index>(),
     ) {
         let mut input = Vec::new();
-        common::sloppy_encode(&wrap(v), &mut choices.into_iter().cycle(), &mut input);
+        common::sloppy_encode(&common::with_files(v), &mut choices.into_iter().cycle(), &mut input);
         for opts in [DecodeOptions::strict(), DecodeOptions::lenient()] {
             let honest = |i: &[u8]| {
                 let i = i.to_vec();
@@ -172,7 +151,7 @@ fn a_claim_is_taken_once_and_told_its_limits() {
             }
         )]
     );
-    let files = container(&doc).unwrap();
+    let files = common::files_value(&doc).unwrap();
     assert!(files.is_folded());
     assert_eq!(files.raw(), b"li1ei2ee");
     assert_eq!(files.as_list().unwrap().len(), 2);

@@ -7,9 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use tessera_bencode::{
-    decode, DecodeOptions, Document, Encode, ErrorKind, Kind, RawValue, Value, ValueRef,
-};
+use tessera_bencode::{decode, DecodeOptions, Encode, ErrorKind, Kind, RawValue, Value};
 
 const PATH: &[&[u8]] = &[b"info", b"files"];
 
@@ -29,15 +27,6 @@ fn raw_owned(v: RawValue<'_>) -> Value {
     }
 }
 
-fn folded_container<'d, 'a>(doc: &'d Document<'a>) -> Option<ValueRef<'d, 'a>> {
-    doc.root()
-        .as_dict()?
-        .get_dict(b"info")?
-        .as_value()
-        .as_dict()?
-        .get(b"files")
-}
-
 /// Decodes `input` both ways with `opts` and checks that they agree.
 fn agree(input: &[u8], opts: DecodeOptions) -> Result<(), TestCaseError> {
     let full = opts.decode(input);
@@ -49,7 +38,7 @@ fn agree(input: &[u8], opts: DecodeOptions) -> Result<(), TestCaseError> {
             prop_assert_eq!(a.root().to_owned(), b.root().to_owned());
             prop_assert_eq!(a.root().to_bencode(), b.root().to_bencode());
             prop_assert!(b.token_count() <= a.token_count());
-            if let (Some(fa), Some(fb)) = (folded_container(a), folded_container(b)) {
+            if let (Some(fa), Some(fb)) = (common::files_value(a), common::files_value(b)) {
                 prop_assert!(!fb.is_folded());
                 let ea: Vec<_> = match fa.kind() {
                     Kind::List => fa.as_list().unwrap().iter().collect(),
@@ -81,16 +70,6 @@ fn agree(input: &[u8], opts: DecodeOptions) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn wrap(files: Value) -> Value {
-    common::dict([
-        ("announce", Value::Bytes(b"x".to_vec())),
-        (
-            "info",
-            common::dict([("files", files), ("name", Value::Int(1))]),
-        ),
-    ])
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -101,7 +80,7 @@ proptest! {
         cut in any::<prop::sample::Index>(),
     ) {
         let mut input = Vec::new();
-        common::sloppy_encode(&wrap(v), &mut choices.into_iter().cycle(), &mut input);
+        common::sloppy_encode(&common::with_files(v), &mut choices.into_iter().cycle(), &mut input);
         for opts in [DecodeOptions::strict(), DecodeOptions::lenient()] {
             agree(&input, opts)?;
             // Every limit is counted the same way.
@@ -123,7 +102,7 @@ fn elements_of_the_container_are_folded_and_readable() {
     let full = decode(input).unwrap();
     assert_eq!(doc.token_count(), 12);
     assert!(full.token_count() > doc.token_count());
-    let files = folded_container(&doc).unwrap().as_list().unwrap();
+    let files = common::files_value(&doc).unwrap().as_list().unwrap();
     assert_eq!(files.len(), 5);
     let elems: Vec<_> = files.iter().collect();
     assert_eq!(elems.len(), 5);

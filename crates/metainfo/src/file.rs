@@ -413,8 +413,8 @@ impl Files {
             .unwrap_or_default()
     }
 
-    /// Leaves the paths of files read by [`FileList`](crate::v1list::FileList) to be written
-    /// out on first use: each slot's path is then a span of `input` holding its encoded
+    /// Leaves the paths of files read by [`FileList`](crate::v1list::FileList) (which puts
+    /// nothing in the text buffer) to be written out on first use: each slot's path is then a span of `input` holding its encoded
     /// components (a [`Raw::InPath`] file) or a span of `rel` holding its path below the
     /// root, starting with `/`, and every path is `root` followed by that.
     pub(crate) fn defer_paths(&mut self, input: bytes::Bytes, root: String, rel: String) {
@@ -461,17 +461,8 @@ impl Files {
                 slot.raw = RawAt::in_path(skip);
             }
         }
-        let links = std::mem::take(&mut self.text);
+        // A deferred list has nothing else in `text` (no links).
         self.text = text;
-        // No file of a deferred list is a link, but keep whatever is there.
-        if !links.is_empty() {
-            let shift = self.text.len();
-            self.text.push_str(&links);
-            for (_, s) in &mut self.links {
-                s.start = s.start.saturating_add(shift as u32);
-                s.end = s.end.saturating_add(shift as u32);
-            }
-        }
     }
 
     /// Makes room for `files` more files whose paths take about `text` bytes.
@@ -620,23 +611,13 @@ impl Files {
 }
 
 /// Paths left to be written out on first use (see [`Files::defer_paths`]).
+#[derive(Clone)]
 struct Deferred {
     input: bytes::Bytes,
     root: String,
     rel: String,
     /// The paths end to end, and each file's span of them.
     written: OnceLock<(String, Vec<Span>)>,
-}
-
-impl Clone for Deferred {
-    fn clone(&self) -> Self {
-        Deferred {
-            input: self.input.clone(),
-            root: self.root.clone(),
-            rel: self.rel.clone(),
-            written: self.written.clone(),
-        }
-    }
 }
 
 impl Deferred {

@@ -165,19 +165,8 @@ pub(crate) fn unchanged_by_sanitising(element: &[u8]) -> Option<bool> {
     if element.is_empty() || element.len() >= MAX_ELEMENT || element == b"." || element == b".." {
         return None;
     }
-    // The whole words, then the tail: the last eight bytes again (overlapping bytes already
-    // seen changes nothing), or for a short component its bytes padded with one that is
-    // neither unusual nor `_`.
-    let under = |w: u64| zero_bytes(w ^ (ONES * u64::from(b'_')));
-    let tail = tail_word(element, b'a');
-    let mut unusual = unusual_bytes(tail);
-    let mut underscore = under(tail);
-    for w in element.chunks_exact(8) {
-        let w = word(w);
-        unusual |= unusual_bytes(w);
-        underscore |= under(w);
-    }
-    if unusual != 0 {
+    let (unusual, underscore) = scan(element);
+    if unusual {
         // Something outside printable ASCII: fine if it is only well-formed non-ASCII text.
         let fine = !element.iter().any(|&b| b < 0x20 || b == b'/' || b == b'\\')
             && std::str::from_utf8(element).is_ok()
@@ -186,7 +175,7 @@ pub(crate) fn unchanged_by_sanitising(element: &[u8]) -> Option<bool> {
             return None;
         }
     }
-    Some(underscore != 0)
+    Some(underscore)
 }
 
 /// Whether a component has a shape sanitising keeps: not empty, shorter than the cut, not `.`
@@ -203,6 +192,16 @@ pub(crate) fn plain_shape(element: &[u8]) -> bool {
 /// are printable ASCII too.
 #[inline(always)]
 pub(crate) fn printable_ascii(bytes: &[u8]) -> Option<bool> {
+    let (unusual, underscore) = scan(bytes);
+    (!unusual).then_some(underscore)
+}
+
+/// Whether `bytes` hold a byte that is not printable ASCII or is `/` or `\`, and whether
+/// they hold a `_`: the whole words, then the tail (the last eight bytes again, overlapping
+/// bytes already seen changing nothing, or for fewer bytes than eight, those padded with one
+/// that is neither unusual nor `_`).
+#[inline(always)]
+fn scan(bytes: &[u8]) -> (bool, bool) {
     let under = |w: u64| zero_bytes(w ^ (ONES * u64::from(b'_')));
     let tail = tail_word(bytes, b'a');
     let mut unusual = unusual_bytes(tail);
@@ -212,7 +211,7 @@ pub(crate) fn printable_ascii(bytes: &[u8]) -> Option<bool> {
         unusual |= unusual_bytes(w);
         underscore |= under(w);
     }
-    (unusual == 0).then_some(underscore != 0)
+    (unusual != 0, underscore != 0)
 }
 
 /// [`append_bytes`] for components that need work: one code point at a time.

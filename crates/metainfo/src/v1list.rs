@@ -179,12 +179,6 @@ impl<'o> FileList<'o> {
         }
     }
 
-    /// Notes a tagged name hash.
-    #[inline(always)]
-    fn note(&mut self, key: u64) {
-        self.names.push(key);
-    }
-
     /// One file dictionary at `cur`: returns the number of values in it.
     #[inline]
     fn file(&mut self, cur: &mut Cursor<'_>) -> Option<usize> {
@@ -430,14 +424,14 @@ impl<'o> FileList<'o> {
             let mut h = ROOT_HASH;
             for part in EncodedParts(dir) {
                 h = chain(h, part);
-                self.note(tagged_name(h, true));
+                self.names.push(tagged_name(h, true));
             }
             self.dir_hash = h;
             self.last_dir = Some((list.inner.0, list.last.0));
         }
         let name = input.get(list.last.1..list.inner.1).unwrap_or_default();
         let h = chain(self.dir_hash, name);
-        self.note(tagged_name(h, false));
+        self.names.push(tagged_name(h, false));
     }
 
     /// [`note_plain`](Self::note_plain) for a sanitised path in `rel` from `rel_start` (after
@@ -445,14 +439,10 @@ impl<'o> FileList<'o> {
     fn note_sanitised(&mut self, rel_start: usize) {
         let path = self.rel.get(rel_start + 1..).unwrap_or_default();
         let mut h = ROOT_HASH;
-        let mut keys = Vec::new();
         let mut parts = path.split(|&b| b == b'/').peekable();
         while let Some(part) = parts.next() {
             h = chain(h, part);
-            keys.push(tagged_name(h, parts.peek().is_some()));
-        }
-        for key in keys {
-            self.note(key);
+            self.names.push(tagged_name(h, parts.peek().is_some()));
         }
         // The next file notes its directories afresh.
         self.last_dir = None;

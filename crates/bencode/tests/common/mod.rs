@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use tessera_bencode::{put_bytes, put_int, Value};
+use tessera_bencode::{put_bytes, put_int, Document, Value, ValueRef};
 
 /// Short byte strings, biased towards a small alphabet so that keys collide and sort closely.
 pub(crate) fn bytes() -> impl Strategy<Value = Vec<u8>> {
@@ -100,4 +100,22 @@ pub(crate) fn dict<const N: usize>(entries: [(&str, Value); N]) -> Value {
             .map(|(k, v)| (k.as_bytes().to_vec(), v))
             .collect::<BTreeMap<_, _>>(),
     )
+}
+
+/// A torrent-like document with `files` at `info.files`.
+pub(crate) fn with_files(files: Value) -> Value {
+    dict([
+        ("announce", Value::Bytes(b"x".to_vec())),
+        ("info", dict([("files", files), ("name", Value::Int(1))])),
+    ])
+}
+
+/// The value at `info.files` in `doc` (see [`with_files`]).
+pub(crate) fn files_value<'d, 'a>(doc: &'d Document<'a>) -> Option<ValueRef<'d, 'a>> {
+    doc.root()
+        .as_dict()?
+        .get_dict(b"info")?
+        .as_value()
+        .as_dict()?
+        .get(b"files")
 }
