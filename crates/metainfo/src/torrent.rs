@@ -2,8 +2,9 @@
 
 use std::collections::HashSet;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
+use std::sync::{Mutex, MutexGuard};
 use std::thread::ScopedJoinHandle;
 
 use bytes::Bytes;
@@ -790,6 +791,15 @@ const PARALLEL_HASH_MIN: usize = 64 * 1024;
 /// Bytes the hashing thread hashes between two looks at its messages.
 const HASH_CHUNK: usize = 64 * 1024;
 
+/// Bytes the parsing thread hashes at a time while it waits for the hashing thread to start
+/// (it looks whether it has after each).
+const EARLY_CHUNK: usize = 16 * 1024;
+
+/// Tries of the hashing thread to take the hashing over without sleeping, while the parsing
+/// thread finishes its last [`EARLY_CHUNK`] (about 10 µs): waking from a sleep can take far
+/// longer than that on a virtual machine.
+const TAKEOVER_SPINS: u32 = 1 << 16;
+
 /// What the parsing thread tells the hashing thread once it has decoded the file.
 struct HashPlan {
     /// The span of the info dictionary.
@@ -807,9 +817,108 @@ struct InfoDigests {
     v2: Option<Sha256Hash>,
 }
 
-/// The parsing thread's end of the hashing thread, which also checks the names of a v1 file
-/// list read by [`FileList`] for repeats once it has hashed.
+/// The SHA-1 of a file from where the info dictionary is guessed to start, taken before the
+/// decoder has found where it ends, with the state saved along the way so that it can be
+/// finished at the real end.
+struct Ahead {
+    /// The guessed start (from a quick scan of the top-level keys before `info`).
+    start: usize,
+    sha1: Sha1,
+    /// How far it has got.
+    pos: usize,
+    /// States saved at positions on the way, in order, the first at `start`.
+    saved: Vec<(usize, Sha1)>,
+}
+
+impl Ahead {
+    fn new(start: usize) -> Self {
+        let sha1 = Sha1::new();
+        Ahead {
+            start,
+            sha1: sha1.clone(),
+            pos: start,
+            saved: vec![(start, sha1)],
+        }
+    }
+
+    /// Hashes up to `chunk` more bytes of `data` and saves the state; false once at the end.
+    fn step(&mut self, data: &[u8], chunk: usize) -> bool {
+        let end = self.pos.saturating_add(chunk).min(data.len());
+        let Some(bytes) = data.get(self.pos..end).filter(|b| !b.is_empty()) else {
+            return false;
+        };
+        self.sha1.update(bytes);
+        self.pos = end;
+        self.saved.push((end, self.sha1.clone()));
+        true
+    }
+}
+
+/// Who checks the names of a v1 file list for repeats (see [`names_repeat`](file::names_repeat)).
+const NAMES_UNCLAIMED: u8 = 0;
+const NAMES_HASHING_THREAD: u8 = 1;
+const NAMES_PARSING_THREAD: u8 = 2;
+
+/// What the parsing and hashing threads share. The hashing is split so that neither waits for
+/// the other more than it must: the hashing thread may start late (on a busy machine, a new
+/// thread can take milliseconds to be scheduled), so the parsing thread hashes until it has
+/// started, which then takes over where it got to; and the names are checked by whichever
+/// thread is free first, the hashing thread once it has hashed, or the parsing thread once
+/// it has parsed.
+struct Shared {
+    /// Set by the hashing thread when it runs.
+    started: AtomicBool,
+    /// Set when parsing ends early: the hashing thread gives up.
+    stop: AtomicBool,
+    /// The hashing ahead, held by whichever thread is hashing; `None` without a guess of the
+    /// start.
+    ahead: Mutex<Option<Ahead>>,
+    /// [`NAMES_UNCLAIMED`] or which thread checks the names.
+    names_owner: AtomicU8,
+    /// The names, for the thread that checks them.
+    names: Mutex<Option<Receiver<NameBatch>>>,
+}
+
+impl Shared {
+    /// Takes the names for this thread (`owner`) if no other has: then whether one repeats,
+    /// or `None` if they stop coming before the end.
+    fn check_names(&self, owner: u8) -> Option<bool> {
+        self.names_owner
+            .compare_exchange(NAMES_UNCLAIMED, owner, Ordering::AcqRel, Ordering::Acquire)
+            .ok()?;
+        let inbox = self.names.lock().ok()?.take()?;
+        file::names_repeat(&inbox)
+    }
+
+    /// On the parsing thread: hashes ahead until the hashing thread has started (or all is
+    /// hashed).
+    fn hash_until_started(&self, data: &[u8]) {
+        while !self.started.load(Ordering::Acquire) {
+            let Ok(mut guard) = self.ahead.try_lock() else {
+                return;
+            };
+            if !guard.as_mut().is_some_and(|a| a.step(data, EARLY_CHUNK)) {
+                return;
+            }
+        }
+    }
+
+    /// On the hashing thread: takes the hashing over, spinning briefly while the parsing
+    /// thread finishes its chunk.
+    fn take_over(&self) -> Option<MutexGuard<'_, Option<Ahead>>> {
+        for _ in 0..TAKEOVER_SPINS {
+            if let Ok(guard) = self.ahead.try_lock() {
+                return Some(guard);
+            }
+            std::hint::spin_loop();
+        }
+        self.ahead.lock().ok()
+    }
+}
+
+/// The parsing thread's end of the hashing thread.
 struct HashThread<'scope> {
+    shared: &'scope Shared,
     plans: SyncSender<HashPlan>,
     names: Sender<NameBatch>,
     handle: ScopedJoinHandle<'scope, (Option<InfoDigests>, Option<bool>)>,
@@ -822,12 +931,26 @@ impl HashThread<'_> {
         let _ = self.plans.send(plan);
     }
 
-    /// Waits for the hashes and the verdict on the names (see
+    /// Waits for the hashes; with `names`, checks the names here if the hashing thread has
+    /// not begun to, and returns the verdict of whichever thread did (see
     /// [`names_repeat`](file::names_repeat)).
-    fn finish(self) -> (Option<InfoDigests>, Option<bool>) {
+    fn finish(self, names: bool) -> (Option<InfoDigests>, Option<bool>) {
         drop(self.plans);
         drop(self.names);
-        self.handle.join().unwrap_or((None, None))
+        let here = if names {
+            self.shared.check_names(NAMES_PARSING_THREAD)
+        } else {
+            // Nothing to wait for: the names are not needed (and may never end).
+            let _ = self.shared.names_owner.compare_exchange(
+                NAMES_UNCLAIMED,
+                NAMES_PARSING_THREAD,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+            None
+        };
+        let (digests, there) = self.handle.join().unwrap_or((None, None));
+        (digests, here.or(there))
     }
 }
 
@@ -875,38 +998,37 @@ fn digest_plan(data: &[u8], plan: HashPlan, stop: &AtomicBool) -> Option<InfoDig
     })
 }
 
-/// The hashing thread. It guesses where the info dictionary starts with a quick scan of the
-/// top-level keys before it, then SHA-1 hashes from there on without waiting for the decoder,
-/// saving its state every [`HASH_CHUNK`] bytes. When the plan (the real span, from the decoder)
-/// arrives, it finishes from the last saved state inside the dictionary. Without a guess, or
-/// with a wrong one, it hashes the span from scratch once it knows it.
-fn hash_ahead(data: &[u8], plans: Receiver<HashPlan>, stop: &AtomicBool) -> Option<InfoDigests> {
-    let Some(start) = tessera_bencode::find_root_value(data, b"info") else {
+/// The hashing thread. It takes over the SHA-1 from the guessed start of the info dictionary
+/// where the parsing thread got to, and goes on without waiting for the decoder, saving its
+/// state every [`HASH_CHUNK`] bytes. When the plan (the real span, from the decoder) arrives,
+/// it finishes from the last saved state inside the dictionary. Without a guess, or with a
+/// wrong one, it hashes the span from scratch once it knows it.
+fn hash_ahead(data: &[u8], plans: Receiver<HashPlan>, shared: &Shared) -> Option<InfoDigests> {
+    let stop = &shared.stop;
+    let mut guard = shared.take_over()?;
+    let Some(ahead) = guard.as_mut() else {
+        drop(guard);
         let plan = plans.recv().ok()?;
         return digest_plan(data, plan, stop);
     };
-    let mut sha1 = Sha1::new();
-    let mut saved: Vec<(usize, Sha1)> = vec![(start, sha1.clone())];
-    let mut pos = start;
     let plan = loop {
         match plans.try_recv() {
             Ok(plan) => break plan,
             Err(TryRecvError::Disconnected) => return None,
             Err(TryRecvError::Empty) => {}
         }
-        if pos >= data.len() || stop.load(Ordering::Relaxed) {
+        if stop.load(Ordering::Relaxed) || !ahead.step(data, HASH_CHUNK) {
             break plans.recv().ok()?;
         }
-        let end = pos.saturating_add(HASH_CHUNK).min(data.len());
-        sha1.update(data.get(pos..end)?);
-        pos = end;
-        saved.push((pos, sha1.clone()));
     };
-    if plan.info.start != start || !plan.v1 {
+    let ahead = guard.take()?;
+    drop(guard);
+    if plan.info.start != ahead.start || !plan.v1 {
         return digest_plan(data, plan, stop);
     }
     // The last saved state that does not go past the end of the dictionary.
-    let (at, state) = saved
+    let (at, state) = ahead
+        .saved
         .into_iter()
         .rev()
         .find(|(at, _)| *at <= plan.info.end)?;
@@ -938,25 +1060,36 @@ fn parse(data: Bytes, opts: &ParseOptions) -> Result<Metainfo, Error> {
     if data.len() < PARALLEL_HASH_MIN {
         return parse_with(&data, opts, None, true);
     }
-    let stop = AtomicBool::new(false);
+    let (names, name_inbox) = mpsc::channel();
+    let shared = Shared {
+        started: AtomicBool::new(false),
+        stop: AtomicBool::new(false),
+        ahead: Mutex::new(tessera_bencode::find_root_value(&data, b"info").map(Ahead::new)),
+        names_owner: AtomicU8::new(NAMES_UNCLAIMED),
+        names: Mutex::new(Some(name_inbox)),
+    };
     std::thread::scope(|s| {
         let (plans, inbox) = mpsc::sync_channel(1);
-        let (names, name_inbox) = mpsc::channel();
         let bytes: &[u8] = &data;
-        let stop_ref = &stop;
+        let shared = &shared;
         let spawned = std::thread::Builder::new()
             .name("tessera-info-hash".to_owned())
             .spawn_scoped(s, move || {
-                let digests = hash_ahead(bytes, inbox, stop_ref);
-                (digests, file::names_repeat(&name_inbox))
+                shared.started.store(true, Ordering::Release);
+                let digests = hash_ahead(bytes, inbox, shared);
+                (digests, shared.check_names(NAMES_HASHING_THREAD))
             });
         // If the thread cannot be started, everything happens on this one.
         let hasher = spawned.ok().map(|handle| HashThread {
+            shared,
             plans,
             names,
             handle,
         });
-        let _stop = StopOnDrop(&stop);
+        let _stop = StopOnDrop(&shared.stop);
+        if hasher.is_some() {
+            shared.hash_until_started(&data);
+        }
         parse_with(&data, opts, hasher, true)
     })
 }
@@ -1142,7 +1275,7 @@ fn parse_with(
     // Info hashes (and the check for repeated names) from the other thread. The names went
     // to that thread; if it gave no verdict, the names are compared in full.
     let had_thread = hasher.is_some();
-    let (digests, repeats) = hasher.map_or((None, None), HashThread::finish);
+    let (digests, repeats) = hasher.map_or((None, None), |h| h.finish(names_checked));
     if names_checked && had_thread {
         files.repeats = Some(repeats.unwrap_or(true));
     }
@@ -1406,7 +1539,99 @@ fn piece_layers(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
     use super::*;
+
+    fn new_shared(data: &[u8], names: Receiver<NameBatch>) -> Shared {
+        Shared {
+            started: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            ahead: Mutex::new(tessera_bencode::find_root_value(data, b"info").map(Ahead::new)),
+            names_owner: AtomicU8::new(NAMES_UNCLAIMED),
+            names: Mutex::new(Some(names)),
+        }
+    }
+
+    /// A file whose info dictionary spans many hashing chunks, and that span.
+    fn big_file() -> (Vec<u8>, Range<usize>) {
+        let mut data = b"d8:announce3:url4:infod6:pieces300000:".to_vec();
+        data.extend((0..300_000u32).map(|i| (i * 7 % 251) as u8));
+        data.extend_from_slice(b"ee");
+        let start = tessera_bencode::find_root_value(&data, b"info").unwrap();
+        (data.clone(), start..data.len() - 1)
+    }
+
+    /// However far the parsing thread hashed before the hashing thread took over (nothing,
+    /// some chunks, past the dictionary's end), the digest is that of the dictionary.
+    #[test]
+    fn hashing_taken_over_at_any_point_gives_the_digest() {
+        let (data, info) = big_file();
+        let want = sha1_of(&data[info.clone()]);
+        for early_chunks in [0usize, 1, 5, 18, 19, 100] {
+            let (_names, inbox) = mpsc::channel();
+            let shared = new_shared(&data, inbox);
+            for _ in 0..early_chunks {
+                shared
+                    .ahead
+                    .lock()
+                    .unwrap()
+                    .as_mut()
+                    .unwrap()
+                    .step(&data, EARLY_CHUNK);
+            }
+            let (plans, plan_inbox) = mpsc::sync_channel(1);
+            plans
+                .send(HashPlan {
+                    info: info.clone(),
+                    v1: true,
+                    v2: true,
+                })
+                .unwrap();
+            let got = hash_ahead(&data, plan_inbox, &shared).unwrap();
+            assert_eq!(got.v1, Some(want), "after {early_chunks} early chunks");
+            assert_eq!(
+                got.v2,
+                Some(Sha256Hash(Sha256::digest(&data[info.clone()]).into()))
+            );
+        }
+        // Hashing until the other thread starts, when it never does, hashes it all.
+        let (_names, inbox) = mpsc::channel();
+        let shared = new_shared(&data, inbox);
+        shared.hash_until_started(&data);
+        assert_eq!(
+            shared.ahead.lock().unwrap().as_ref().unwrap().pos,
+            data.len()
+        );
+        // And stops at once when it has.
+        let (_names, inbox) = mpsc::channel();
+        let fresh = Shared {
+            started: AtomicBool::new(true),
+            ..new_shared(&data, inbox)
+        };
+        fresh.hash_until_started(&data);
+        assert_eq!(fresh.ahead.lock().unwrap().as_ref().unwrap().saved.len(), 1);
+    }
+
+    /// The names are checked once, by the thread that claims them first; the other gets no
+    /// verdict and does not wait for them.
+    #[test]
+    fn names_are_checked_by_the_first_thread_to_claim_them() {
+        for first in [NAMES_PARSING_THREAD, NAMES_HASHING_THREAD] {
+            let (names, inbox) = mpsc::channel();
+            let shared = new_shared(b"d4:infod1:xi1eee", inbox);
+            names
+                .send(NameBatch::Names {
+                    capacity: 2,
+                    keys: vec![file::tagged_name(8, false), file::tagged_name(8, false)],
+                })
+                .unwrap();
+            names.send(NameBatch::Done).unwrap();
+            let second = NAMES_PARSING_THREAD + NAMES_HASHING_THREAD - first;
+            assert_eq!(shared.check_names(first), Some(true));
+            assert_eq!(shared.check_names(second), None);
+        }
+    }
 
     #[test]
     fn padding_marker_anywhere() {
