@@ -25,6 +25,7 @@ mod torrent;
 mod url;
 mod v1list;
 mod version;
+mod worker;
 
 pub use create::{CreateError, CreatedTorrent, TorrentBuilder};
 pub use error::Error;

@@ -4,8 +4,7 @@ use std::collections::HashSet;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
-use std::sync::{Mutex, MutexGuard};
-use std::thread::ScopedJoinHandle;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
@@ -23,6 +22,7 @@ use crate::path;
 use crate::url;
 use crate::v1list::FileList;
 use crate::version::TorrentVersion;
+use crate::worker;
 
 /// How strictly the bencode of a torrent file is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -917,11 +917,12 @@ impl Shared {
 }
 
 /// The parsing thread's end of the hashing thread.
-struct HashThread<'scope> {
-    shared: &'scope Shared,
+struct HashThread<'a> {
+    shared: &'a Shared,
     plans: SyncSender<HashPlan>,
     names: Sender<NameBatch>,
-    handle: ScopedJoinHandle<'scope, (Option<InfoDigests>, Option<bool>)>,
+    /// The hashes, and the verdict on the names if that thread checked them.
+    result: Receiver<(Option<InfoDigests>, Option<bool>)>,
 }
 
 impl HashThread<'_> {
@@ -949,7 +950,7 @@ impl HashThread<'_> {
             );
             None
         };
-        let (digests, there) = self.handle.join().unwrap_or((None, None));
+        let (digests, there) = self.result.recv().unwrap_or((None, None));
         (digests, here.or(there))
     }
 }
@@ -1003,7 +1004,12 @@ fn digest_plan(data: &[u8], plan: HashPlan, stop: &AtomicBool) -> Option<InfoDig
 /// state every [`HASH_CHUNK`] bytes. When the plan (the real span, from the decoder) arrives,
 /// it finishes from the last saved state inside the dictionary. Without a guess, or with a
 /// wrong one, it hashes the span from scratch once it knows it.
-fn hash_ahead(data: &[u8], plans: Receiver<HashPlan>, shared: &Shared) -> Option<InfoDigests> {
+fn hash_ahead(
+    data: &[u8],
+    plans: Receiver<HashPlan>,
+    shared: &Shared,
+    names: &mut Option<bool>,
+) -> Option<InfoDigests> {
     let stop = &shared.stop;
     let mut guard = shared.take_over()?;
     let Some(ahead) = guard.as_mut() else {
@@ -1017,7 +1023,13 @@ fn hash_ahead(data: &[u8], plans: Receiver<HashPlan>, shared: &Shared) -> Option
             Err(TryRecvError::Disconnected) => return None,
             Err(TryRecvError::Empty) => {}
         }
-        if stop.load(Ordering::Relaxed) || !ahead.step(data, HASH_CHUNK) {
+        if stop.load(Ordering::Relaxed) {
+            break plans.recv().ok()?;
+        }
+        if !ahead.step(data, HASH_CHUNK) {
+            // All hashed before the parsing thread has decoded the file: check the names
+            // while it goes on.
+            *names = shared.check_names(NAMES_HASHING_THREAD);
             break plans.recv().ok()?;
         }
     };
@@ -1061,37 +1073,40 @@ fn parse(data: Bytes, opts: &ParseOptions) -> Result<Metainfo, Error> {
         return parse_with(&data, opts, None, true);
     }
     let (names, name_inbox) = mpsc::channel();
-    let shared = Shared {
+    let shared = Arc::new(Shared {
         started: AtomicBool::new(false),
         stop: AtomicBool::new(false),
         ahead: Mutex::new(tessera_bencode::find_root_value(&data, b"info").map(Ahead::new)),
         names_owner: AtomicU8::new(NAMES_UNCLAIMED),
         names: Mutex::new(Some(name_inbox)),
+    });
+    let (plans, inbox) = mpsc::sync_channel(1);
+    let (done, result) = mpsc::sync_channel(1);
+    let job = {
+        let shared = Arc::clone(&shared);
+        let data = data.clone();
+        Box::new(move || {
+            shared.started.store(true, Ordering::Release);
+            let mut v = None;
+            let digests = hash_ahead(&data, inbox, &shared, &mut v);
+            if v.is_none() {
+                v = shared.check_names(NAMES_HASHING_THREAD);
+            }
+            let _ = done.send((digests, v));
+        })
     };
-    std::thread::scope(|s| {
-        let (plans, inbox) = mpsc::sync_channel(1);
-        let bytes: &[u8] = &data;
-        let shared = &shared;
-        let spawned = std::thread::Builder::new()
-            .name("tessera-info-hash".to_owned())
-            .spawn_scoped(s, move || {
-                shared.started.store(true, Ordering::Release);
-                let digests = hash_ahead(bytes, inbox, shared);
-                (digests, shared.check_names(NAMES_HASHING_THREAD))
-            });
-        // If the thread cannot be started, everything happens on this one.
-        let hasher = spawned.ok().map(|handle| HashThread {
-            shared,
-            plans,
-            names,
-            handle,
-        });
-        let _stop = StopOnDrop(&shared.stop);
-        if hasher.is_some() {
-            shared.hash_until_started(&data);
-        }
-        parse_with(&data, opts, hasher, true)
-    })
+    // If no thread can be had, everything happens on this one.
+    let hasher = worker::run(job).then(|| HashThread {
+        shared: &shared,
+        plans,
+        names,
+        result,
+    });
+    let _stop = StopOnDrop(&shared.stop);
+    if hasher.is_some() {
+        shared.hash_until_started(&data);
+    }
+    parse_with(&data, opts, hasher, true)
 }
 
 fn parse_with(
@@ -1588,7 +1603,7 @@ mod tests {
                     v2: true,
                 })
                 .unwrap();
-            let got = hash_ahead(&data, plan_inbox, &shared).unwrap();
+            let got = hash_ahead(&data, plan_inbox, &shared, &mut None).unwrap();
             assert_eq!(got.v1, Some(want), "after {early_chunks} early chunks");
             assert_eq!(
                 got.v2,
