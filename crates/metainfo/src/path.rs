@@ -146,10 +146,11 @@ fn zero_bytes(w: u64) -> u64 {
 /// `\`.
 #[inline]
 fn unusual_bytes(w: u64) -> u64 {
-    let non_ascii = w & HIGH;
-    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    non_ascii
-        | control
+    // A byte below 0x20 borrows when 0x20 is taken from it, and so sets its high bit; a
+    // borrow only ever carries into the byte above one that has borrowed itself, so the
+    // result is non-zero exactly when some byte is below 0x20 or not ASCII.
+    let control_or_non_ascii = (w.wrapping_sub(ONES * 0x20) | w) & HIGH;
+    control_or_non_ascii
         | zero_bytes(w ^ (ONES * u64::from(b'/')))
         | zero_bytes(w ^ (ONES * u64::from(b'\\')))
 }

@@ -24,8 +24,7 @@ use tessera_bencode::{ClaimLimits, Claimed};
 use crate::error::Error;
 
 use crate::file::{
-    lower8, span, tagged_name, FileAttributes, Files, Layout, NameBatch, RawAt, Slot, Span,
-    MAX_FILE_OFFSET,
+    span, tagged_name, FileAttributes, Files, Layout, NameBatch, RawAt, Slot, Span, MAX_FILE_OFFSET,
 };
 use crate::merkle;
 use crate::path;
@@ -149,7 +148,7 @@ impl<'o> FileList<'o> {
                     }
                     values += self.file(&mut cur)?;
                     elements += 1;
-                    if self.expected > 0 && self.names.len() >= NAME_BATCH {
+                    if elements % 1024 == 0 && self.expected > 0 && self.names.len() >= NAME_BATCH {
                         self.flush_names(false);
                     }
                     if values > limits.values {
@@ -280,20 +279,22 @@ impl<'o> FileList<'o> {
         if underscore && has_padding_marker(inner) {
             attributes.padding = true;
         }
-        let list = PathList {
-            count,
-            plain: true,
-            underscore,
-            inner: (inner_start, inner_end),
-            last,
-            bytes,
-        };
         if same_dir && read == 1 {
-            self.note_name(input, &list);
+            self.note_name(input.get(last.1..inner_end).unwrap_or_default());
         } else {
-            self.note_plain(input, &list);
+            self.note_plain(
+                input,
+                &PathList {
+                    count,
+                    plain: true,
+                    underscore,
+                    inner: (inner_start, inner_end),
+                    last,
+                    bytes,
+                },
+            );
         }
-        self.add_plain(path, &list, size, attributes, 0);
+        self.add_plain(path, bytes, size, attributes, 0);
         Some(5 + count)
     }
 
@@ -308,18 +309,18 @@ impl<'o> FileList<'o> {
             || MAX_FILE_OFFSET - self.total < size)
     }
 
-    /// Adds a file at `path` (the span of its path list `list`, which sanitising leaves
-    /// alone), its size checked.
+    /// Adds a file at `path` (the span of its path list, which sanitising leaves alone and
+    /// which is `bytes` long as `/component/component…`), its size checked.
     #[inline(always)]
     fn add_plain(
         &mut self,
         path: Span,
-        list: &PathList,
+        bytes: usize,
         size: u64,
         attributes: FileAttributes,
         mtime: i64,
     ) {
-        self.text_len = self.text_len.saturating_add(list.bytes);
+        self.text_len = self.text_len.saturating_add(bytes);
         self.files.push_v1(
             Slot {
                 path,
@@ -460,7 +461,7 @@ impl<'o> FileList<'o> {
                 attributes.padding = true;
             }
             self.note_plain(input, &list);
-            self.add_plain(path, &list, size, attributes, mtime);
+            self.add_plain(path, list.bytes, size, attributes, mtime);
             return Some(values);
         }
         let (path, raw) = {
@@ -572,14 +573,13 @@ impl<'o> FileList<'o> {
             self.dir_bytes = list.bytes - (1 + name_len);
             self.dir_underscore = list.underscore && dir.contains(&b'_');
         }
-        self.note_name(input, list);
+        self.note_name(input.get(list.last.1..list.inner.1).unwrap_or_default());
     }
 
     /// The file half of [`note_plain`](Self::note_plain), for a file in the directory noted
     /// last.
     #[inline(always)]
-    fn note_name(&mut self, input: &[u8], list: &PathList) {
-        let name = input.get(list.last.1..list.inner.1).unwrap_or_default();
+    fn note_name(&mut self, name: &[u8]) {
         let h = chain(self.dir_hash, name);
         self.names.push(tagged_name(h, false));
     }
@@ -705,6 +705,10 @@ const ROOT_HASH: u64 = 0x243f_6a88_85a3_08d3;
 /// layout's collision check. Components hold no `/`, so a path splits into them one way only,
 /// and equal paths (ignoring ASCII case) hash alike. Two words at a time through a folded
 /// 64x64-bit multiplication, which mixes every input bit into both halves of the result.
+///
+/// The folding is coarser than ASCII case: it sets the `0x20` bit of every ASCII byte, so
+/// that `[` and `{`, say, also hash alike. Names that hash alike are only suspects, which the
+/// exact comparison then clears; names equal but for case always hash alike.
 #[inline(always)]
 fn chain(h: u64, component: &[u8]) -> u64 {
     const P0: u64 = 0xa076_1d64_78bd_642f;
@@ -712,7 +716,7 @@ fn chain(h: u64, component: &[u8]) -> u64 {
     const P2: u64 = 0x8ebc_6af0_9c88_c6e3;
     let len = component.len();
     let mut h = h ^ (len as u64).wrapping_mul(P2);
-    let word = |at: usize| lower8(path::word(component.get(at..at + 8).unwrap_or_default()));
+    let word = |at: usize| fold_case(path::word(component.get(at..at + 8).unwrap_or_default()));
     let mut at = 0;
     while at + 16 < len {
         h = fold(word(at) ^ h, word(at + 8) ^ P1);
@@ -723,11 +727,18 @@ fn chain(h: u64, component: &[u8]) -> u64 {
     let (a, b) = if len >= 16 {
         (word(len - 16), word(len - 8))
     } else if len >= 8 {
-        (word(0), lower8(path::tail_word(component, 0)))
+        (word(0), fold_case(path::tail_word(component, 0)))
     } else {
-        (lower8(path::tail_word(component, 0)), 0)
+        (fold_case(path::tail_word(component, 0)), 0)
     };
     fold(a ^ h ^ P0, b ^ P1)
+}
+
+/// `w` with the `0x20` bit set in each ASCII byte (see [`chain`]).
+#[inline(always)]
+fn fold_case(w: u64) -> u64 {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    w | ((!w & HIGH) >> 2)
 }
 
 /// The two halves of the 128-bit product of `a` and `b`, xored.
