@@ -275,7 +275,10 @@ impl<'o> FileList<'o> {
         if read == 0 || count > self.opts.max_path_depth || byte(inner_end + 1)? != b'e' {
             return None;
         }
-        underscore |= path::printable_ascii(win.get(rest..inner_end)?)?;
+        // The length prefixes are digits and ':', so with one component only its bytes need
+        // a look.
+        let unchecked = if read == 1 { last.1 - start } else { rest };
+        underscore |= path::printable_ascii(win.get(unchecked..inner_end)?)?;
         let (inner_start, inner_end) = (start + inner_start, start + inner_end);
         let path = span(inner_start, inner_end).ok()?;
         if !self.size_fits(size) {
@@ -776,16 +779,21 @@ fn chain(h: u64, component: &[u8]) -> u64 {
     let mut h = h ^ (len as u64).wrapping_mul(P2);
     let word = |at: usize| fold_case(path::word(component.get(at..at + 8).unwrap_or_default()));
     let mut at = 0;
-    while at + 16 < len {
+    while len - at > 24 {
         h = fold(word(at) ^ h, word(at + 8) ^ P1);
         at += 16;
     }
-    // The last (up to) sixteen bytes: overlapping what came before when there is more, the
-    // length being in the hash already; padded with zeros when there is less.
-    let (a, b) = if len >= 16 {
-        (word(len - 16), word(len - 8))
-    } else if len >= 8 {
-        (word(0), fold_case(path::tail_word(component, 0)))
+    // The last 9 to 24 bytes (or all of fewer): the last word overlapping what came before,
+    // the length being in the hash already; turned in the third word so that the bytes it
+    // shares with the second do not cancel out; padded with zeros when there are fewer than
+    // eight.
+    let left = len - at;
+    let (a, b) = if left > 16 {
+        (word(at), word(at + 8) ^ word(len - 8).rotate_left(32))
+    } else if left > 8 {
+        (word(at), word(len - 8))
+    } else if len == 8 {
+        (word(0), 0)
     } else {
         (fold_case(path::tail_word(component, 0)), 0)
     };
