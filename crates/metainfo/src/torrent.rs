@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
@@ -795,11 +795,6 @@ const HASH_CHUNK: usize = 64 * 1024;
 /// (it looks whether it has after each).
 const EARLY_CHUNK: usize = 16 * 1024;
 
-/// Tries of the hashing thread to take the hashing over without sleeping, while the parsing
-/// thread finishes its last [`EARLY_CHUNK`] (about 10 µs): waking from a sleep can take far
-/// longer than that on a virtual machine.
-const TAKEOVER_SPINS: u32 = 1 << 16;
-
 /// What the parsing thread tells the hashing thread once it has decoded the file.
 struct HashPlan {
     /// The span of the info dictionary.
@@ -839,6 +834,13 @@ impl Ahead {
             pos: start,
             saved: vec![(start, sha1)],
         }
+    }
+
+    /// Moves on to `pos`, where the hash state is `sha1`.
+    fn record(&mut self, pos: usize, sha1: &Sha1) {
+        self.sha1 = sha1.clone();
+        self.pos = pos;
+        self.saved.push((pos, sha1.clone()));
     }
 
     /// Hashes up to `chunk` more bytes of `data` and saves the state; false once at the end.
@@ -891,28 +893,35 @@ impl Shared {
     }
 
     /// On the parsing thread: hashes ahead until the hashing thread has started (or all is
-    /// hashed).
+    /// hashed). The hashing is done outside the lock, which is held only to record each
+    /// chunk's state: were this thread stopped while holding it (a busy machine may stop a
+    /// virtual processor for milliseconds), the hashing thread would have to wait.
     fn hash_until_started(&self, data: &[u8]) {
+        let Some((mut pos, mut sha1)) = self
+            .ahead
+            .try_lock()
+            .ok()
+            .and_then(|guard| guard.as_ref().map(|a| (a.pos, a.sha1.clone())))
+        else {
+            return;
+        };
         while !self.started.load(Ordering::Acquire) {
+            let end = pos.saturating_add(EARLY_CHUNK).min(data.len());
+            let Some(bytes) = data.get(pos..end).filter(|b| !b.is_empty()) else {
+                return;
+            };
+            sha1.update(bytes);
+            pos = end;
+            // Once the hashing thread has taken over, the state is gone (and this chunk is
+            // hashed again there).
             let Ok(mut guard) = self.ahead.try_lock() else {
                 return;
             };
-            if !guard.as_mut().is_some_and(|a| a.step(data, EARLY_CHUNK)) {
-                return;
+            match guard.as_mut() {
+                Some(ahead) => ahead.record(pos, &sha1),
+                None => return,
             }
         }
-    }
-
-    /// On the hashing thread: takes the hashing over, spinning briefly while the parsing
-    /// thread finishes its chunk.
-    fn take_over(&self) -> Option<MutexGuard<'_, Option<Ahead>>> {
-        for _ in 0..TAKEOVER_SPINS {
-            if let Ok(guard) = self.ahead.try_lock() {
-                return Some(guard);
-            }
-            std::hint::spin_loop();
-        }
-        self.ahead.lock().ok()
     }
 }
 
@@ -1011,9 +1020,9 @@ fn hash_ahead(
     names: &mut Option<bool>,
 ) -> Option<InfoDigests> {
     let stop = &shared.stop;
-    let mut guard = shared.take_over()?;
-    let Some(ahead) = guard.as_mut() else {
-        drop(guard);
+    // Taken out, so that the parsing thread stops hashing ahead and no lock is held here.
+    let taken = shared.ahead.lock().ok()?.take();
+    let Some(mut ahead) = taken else {
         let plan = plans.recv().ok()?;
         return digest_plan(data, plan, stop);
     };
@@ -1033,8 +1042,6 @@ fn hash_ahead(
             break plans.recv().ok()?;
         }
     };
-    let ahead = guard.take()?;
-    drop(guard);
     if plan.info.start != ahead.start || !plan.v1 {
         return digest_plan(data, plan, stop);
     }
