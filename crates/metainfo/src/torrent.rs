@@ -872,8 +872,8 @@ struct Shared {
     started: AtomicBool,
     /// Set when parsing ends early: the hashing thread gives up.
     stop: AtomicBool,
-    /// The hashing ahead, held by whichever thread is hashing; `None` without a guess of the
-    /// start.
+    /// How far the hashing ahead has got, recorded by the parsing thread until the hashing
+    /// thread takes it out (`None` then, and without a guess of the start).
     ahead: Mutex<Option<Ahead>>,
     /// [`NAMES_UNCLAIMED`] or which thread checks the names.
     names_owner: AtomicU8,
