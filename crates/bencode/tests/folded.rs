@@ -79,8 +79,7 @@ proptest! {
         choices in prop::collection::vec(any::<u8>(), 0..64),
         cut in any::<prop::sample::Index>(),
     ) {
-        let mut input = Vec::new();
-        common::sloppy_encode(&common::with_files(v), &mut choices.into_iter().cycle(), &mut input);
+        let input = common::sloppy_with_files(v, choices);
         for opts in [DecodeOptions::strict(), DecodeOptions::lenient()] {
             agree(&input, opts)?;
             // Every limit is counted the same way.

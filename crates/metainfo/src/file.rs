@@ -183,6 +183,11 @@ impl<'a> RawPath<'a> {
     }
 }
 
+/// The components in `encoded`, bencoded byte strings laid end to end (`3:dir5:a.txt`).
+pub(crate) fn encoded_components(encoded: &[u8]) -> RawPathIter<'_> {
+    RawPathIter(Inner::Encoded(encoded))
+}
+
 /// Iterator over a file's raw path components ([`FileEntry::path_component_iter`]).
 #[derive(Clone)]
 pub struct RawPathIter<'a>(Inner<'a>);
@@ -647,7 +652,7 @@ fn write_paths(slots: &[Slot], input: &[u8], root: &str, rel: &str) -> (String, 
         text.extend_from_slice(root.as_bytes());
         if slot.raw.in_the_path() {
             let inner = input.get(slot.path.range()).unwrap_or_default();
-            for c in RawPath::Encoded(inner).iter("") {
+            for c in encoded_components(inner) {
                 text.push(b'/');
                 text.extend_from_slice(c);
             }
@@ -1216,7 +1221,7 @@ impl Hash for Caseless<'_> {
 }
 
 /// ASCII-lowercases eight bytes at once.
-pub(crate) fn lower8(x: u64) -> u64 {
+fn lower8(x: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let low7 = x & !HIGH;
@@ -1301,7 +1306,7 @@ pub(crate) fn resolve_duplicates(layout: &mut Layout, max_collisions: usize) -> 
 
 /// Offset of the last `/` in `b`, eight bytes at a time from the end (paths are short, and a
 /// general search costs more to set up than this takes).
-pub(crate) fn rfind_slash(b: &[u8]) -> Option<usize> {
+fn rfind_slash(b: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
     let mut end = b.len();
@@ -1323,12 +1328,8 @@ pub(crate) fn rfind_slash(b: &[u8]) -> Option<usize> {
 
 /// ASCII-case-insensitive 64-bit hash of a path, eight bytes at a time.
 fn caseless_hash(s: &str) -> u64 {
-    caseless_hash_bytes(s.as_bytes())
-}
-
-/// [`caseless_hash`] of a path held as bytes.
-pub(crate) fn caseless_hash_bytes(b: &[u8]) -> u64 {
     const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+    let b = s.as_bytes();
     let mut h = b.len() as u64;
     // Whole words, then the last eight bytes (overlapping the words before; the length is in
     // the hash, so this is still a function of the lowercased string alone).

@@ -163,7 +163,7 @@ fn unusual_bytes(w: u64) -> u64 {
 /// bytes at a time.
 #[inline]
 pub(crate) fn unchanged_by_sanitising(element: &[u8]) -> Option<bool> {
-    if element.is_empty() || element.len() >= MAX_ELEMENT || element == b"." || element == b".." {
+    if !plain_shape(element) {
         return None;
     }
     let (unusual, underscore) = scan(element);

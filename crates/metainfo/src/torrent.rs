@@ -64,7 +64,13 @@ pub struct ParseOptions {
 }
 
 /// libtorrent's largest file: `INT_MAX / 2` blocks of 16 KiB.
-pub(crate) const LT_MAX_FILE_SIZE: u64 = (i32::MAX as u64 / 2) * merkle::BLOCK_SIZE;
+const LT_MAX_FILE_SIZE: u64 = (i32::MAX as u64 / 2) * merkle::BLOCK_SIZE;
+
+/// Whether libtorrent takes a file of `size` bytes at all (fewer than `INT_MAX / 2` blocks).
+#[inline(always)]
+pub(crate) fn libtorrent_file_size(size: u64) -> bool {
+    size / merkle::BLOCK_SIZE < i32::MAX as u64 / 2 && size <= LT_MAX_FILE_SIZE
+}
 /// libtorrent's largest piece: 32767 blocks of 16 KiB.
 const MAX_PIECE_LENGTH: i64 = 32767 * 16384;
 
@@ -517,7 +523,7 @@ impl Ctx<'_> {
         let Ok(size) = u64::try_from(len) else {
             return Err(Error::InvalidLength { length: len });
         };
-        if size / merkle::BLOCK_SIZE >= i32::MAX as u64 / 2 || size > LT_MAX_FILE_SIZE {
+        if !libtorrent_file_size(size) {
             return Err(Error::InvalidLength { length: len });
         }
         if size > self.opts.max_file_size {
@@ -818,40 +824,35 @@ struct InfoDigests {
 struct Ahead {
     /// The guessed start (from a quick scan of the top-level keys before `info`).
     start: usize,
-    sha1: Sha1,
-    /// How far it has got.
-    pos: usize,
-    /// States saved at positions on the way, in order, the first at `start`.
+    /// States saved at positions on the way, in order: the first at `start`, the last where
+    /// it has got to.
     saved: Vec<(usize, Sha1)>,
 }
 
 impl Ahead {
     fn new(start: usize) -> Self {
-        let sha1 = Sha1::new();
         Ahead {
             start,
-            sha1: sha1.clone(),
-            pos: start,
-            saved: vec![(start, sha1)],
+            saved: vec![(start, Sha1::new())],
         }
     }
 
-    /// Moves on to `pos`, where the hash state is `sha1`.
-    fn record(&mut self, pos: usize, sha1: &Sha1) {
-        self.sha1 = sha1.clone();
-        self.pos = pos;
-        self.saved.push((pos, sha1.clone()));
+    /// Where it has got to, and the state there.
+    fn last(&self) -> Option<(usize, Sha1)> {
+        self.saved.last().cloned()
     }
 
     /// Hashes up to `chunk` more bytes of `data` and saves the state; false once at the end.
     fn step(&mut self, data: &[u8], chunk: usize) -> bool {
-        let end = self.pos.saturating_add(chunk).min(data.len());
-        let Some(bytes) = data.get(self.pos..end).filter(|b| !b.is_empty()) else {
+        let Some((pos, mut sha1)) = self.last() else {
             return false;
         };
-        self.sha1.update(bytes);
-        self.pos = end;
-        self.saved.push((end, self.sha1.clone()));
+        let end = pos.saturating_add(chunk).min(data.len());
+        let Some(bytes) = data.get(pos..end).filter(|b| !b.is_empty()) else {
+            return false;
+        };
+        sha1.update(bytes);
+        self.saved.push((end, sha1));
         true
     }
 }
@@ -901,7 +902,7 @@ impl Shared {
             .ahead
             .try_lock()
             .ok()
-            .and_then(|guard| guard.as_ref().map(|a| (a.pos, a.sha1.clone())))
+            .and_then(|guard| guard.as_ref().and_then(Ahead::last))
         else {
             return;
         };
@@ -918,7 +919,7 @@ impl Shared {
                 return;
             };
             match guard.as_mut() {
-                Some(ahead) => ahead.record(pos, &sha1),
+                Some(ahead) => ahead.saved.push((pos, sha1.clone())),
                 None => return,
             }
         }
@@ -950,7 +951,7 @@ impl HashThread<'_> {
         let here = if names {
             self.shared.check_names(NAMES_PARSING_THREAD)
         } else {
-            // Nothing to wait for: the names are not needed (and may never end).
+            // The names are not needed: the other thread is spared checking them.
             let _ = self.shared.names_owner.compare_exchange(
                 NAMES_UNCLAIMED,
                 NAMES_PARSING_THREAD,
@@ -1622,7 +1623,15 @@ mod tests {
         let shared = new_shared(&data, inbox);
         shared.hash_until_started(&data);
         assert_eq!(
-            shared.ahead.lock().unwrap().as_ref().unwrap().pos,
+            shared
+                .ahead
+                .lock()
+                .unwrap()
+                .as_ref()
+                .unwrap()
+                .last()
+                .unwrap()
+                .0,
             data.len()
         );
         // And stops at once when it has.

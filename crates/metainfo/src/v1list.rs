@@ -24,11 +24,11 @@ use tessera_bencode::{ClaimLimits, Claimed};
 use crate::error::Error;
 
 use crate::file::{
-    span, tagged_name, FileAttributes, Files, Layout, NameBatch, RawAt, Slot, Span, MAX_FILE_OFFSET,
+    encoded_components, span, tagged_name, FileAttributes, Files, Layout, NameBatch, RawAt, Slot,
+    Span, MAX_FILE_OFFSET,
 };
-use crate::merkle;
 use crate::path;
-use crate::torrent::{has_padding_marker, ParseOptions, LT_MAX_FILE_SIZE};
+use crate::torrent::{has_padding_marker, libtorrent_file_size, ParseOptions};
 
 /// The files of a claimed v1 file list.
 pub(crate) struct FileList<'o> {
@@ -192,21 +192,17 @@ impl<'o> FileList<'o> {
         if let Some(values) = self.plain_file(cur) {
             return Some(values);
         }
-        let entry = match self.usual_entry(cur) {
-            Some(e) => e,
-            None => self.any_entry(cur)?,
-        };
+        let entry = self.any_entry(cur)?;
         self.place(cur.input, entry)
     }
 
-    /// The commonest file of all, read and added with the least work: an entry of the usual
-    /// shape (see [`usual_entry`](Self::usual_entry)) whose path components are all of 1 to 99
+    /// The commonest file of all, read and added with the least work: an entry of the shape
+    /// nearly every one has, `d6:lengthi<N>e4:pathl…ee`, whose path components are all of 1 to 99
     /// printable ASCII bytes, other than `.` and `..`, with nothing for sanitising to change.
     /// When its path starts with the directory of the file noted before (which has nearly
     /// always been checked already), those components are taken as checked and only the rest
     /// is read. Returns the entry's number of values; `None` (with nothing changed) for any
-    /// other entry, which [`usual_entry`](Self::usual_entry) or [`any_entry`](Self::any_entry)
-    /// then reads.
+    /// other entry, which [`any_entry`](Self::any_entry) then reads.
     #[inline(always)]
     fn plain_file(&mut self, cur: &mut Cursor<'_>) -> Option<usize> {
         let input = cur.input;
@@ -315,11 +311,10 @@ impl<'o> FileList<'o> {
     #[inline(always)]
     fn size_fits(&self, size: u64) -> bool {
         let opts = self.opts;
-        !(size / merkle::BLOCK_SIZE >= i32::MAX as u64 / 2
-            || size > LT_MAX_FILE_SIZE
-            || size > opts.max_file_size
-            || self.files.len() >= opts.max_files
-            || MAX_FILE_OFFSET - self.total < size)
+        libtorrent_file_size(size)
+            && size <= opts.max_file_size
+            && self.files.len() < opts.max_files
+            && MAX_FILE_OFFSET - self.total >= size
     }
 
     /// Adds a file at `path` (the span of its path list, which sanitising leaves alone and
@@ -346,42 +341,6 @@ impl<'o> FileList<'o> {
             mtime,
         );
         self.total += size;
-    }
-
-    /// A file dictionary of the shape nearly every one has, `d6:lengthi<N>e4:pathl…ee`, read
-    /// without looking for other keys; `None` (with `cur` where it was) for any other.
-    #[inline(always)]
-    fn usual_entry(&self, cur: &mut Cursor<'_>) -> Option<Entry> {
-        let start = cur.pos;
-        let head = path::word(cur.input.get(start + 1..start + 9).unwrap_or_default());
-        if head != LENGTH_KEY {
-            return None;
-        }
-        cur.pos = start + 9;
-        let entry = (|| {
-            let length = cur.int()?;
-            let key = path::word(cur.input.get(cur.pos..cur.pos + 8).unwrap_or_default());
-            if key & 0xffff_ffff_ffff != PATH_KEY {
-                return None;
-            }
-            cur.pos += 6;
-            let list = self.path_list(cur)?;
-            if cur.byte()? != b'e' {
-                return None;
-            }
-            cur.pos += 1;
-            Some(Entry {
-                values: 5 + list.count,
-                length: Some(length),
-                attributes: FileAttributes::default(),
-                mtime: 0,
-                list: Some(list),
-            })
-        })();
-        if entry.is_none() {
-            cur.pos = start;
-        }
-        entry
     }
 
     /// Any file dictionary at `cur` (whose keys are all sorted, with values of the types
@@ -447,8 +406,8 @@ impl<'o> FileList<'o> {
         })
     }
 
-    /// Checks a file read by [`usual_entry`](Self::usual_entry) or
-    /// [`any_entry`](Self::any_entry) and adds it; returns its number of values.
+    /// Checks a file read by [`any_entry`](Self::any_entry) and adds it; returns its number of
+    /// values.
     #[inline(always)]
     fn place(&mut self, input: &[u8], entry: Entry) -> Option<usize> {
         let Entry {
@@ -479,7 +438,7 @@ impl<'o> FileList<'o> {
         }
         let (path, raw) = {
             let rel_start = self.rel.len();
-            for c in EncodedParts(inner) {
+            for c in encoded_components(inner) {
                 path::append_bytes(&mut self.rel, c);
             }
             if self.rel.len() == rel_start {
@@ -548,7 +507,7 @@ impl<'o> FileList<'o> {
             match path::printable_ascii(inner) {
                 Some(underscore) => out.underscore = underscore,
                 None => {
-                    for c in EncodedParts(inner) {
+                    for c in encoded_components(inner) {
                         match path::unchanged_by_sanitising(c) {
                             Some(underscore) => out.underscore |= underscore,
                             None => out.plain = false,
@@ -575,7 +534,7 @@ impl<'o> FileList<'o> {
             .is_some_and(|last| short_eq(last, dir));
         if !same {
             let mut h = ROOT_HASH;
-            for part in EncodedParts(dir) {
+            for part in encoded_components(dir) {
                 h = chain(h, part);
                 self.names.push(tagged_name(h, true));
             }
@@ -647,33 +606,6 @@ impl<'o> FileList<'o> {
             piece_length,
             self.opts.max_files,
         ))
-    }
-}
-
-/// The components of a path list, encoded (`3:dir5:a.txt`) and known to be well formed.
-pub(crate) struct EncodedParts<'a>(pub(crate) &'a [u8]);
-
-impl<'a> Iterator for EncodedParts<'a> {
-    type Item = &'a [u8];
-
-    #[inline]
-    fn next(&mut self) -> Option<&'a [u8]> {
-        let mut len = 0usize;
-        let mut i = 0usize;
-        loop {
-            let d = *self.0.get(i)?;
-            i += 1;
-            if d == b':' {
-                break;
-            }
-            len = len
-                .checked_mul(10)?
-                .checked_add(usize::from(d.wrapping_sub(b'0')))?;
-        }
-        let end = i.checked_add(len)?;
-        let part = self.0.get(i..end)?;
-        self.0 = self.0.get(end..).unwrap_or_default();
-        Some(part)
     }
 }
 
@@ -906,25 +838,9 @@ impl<'a> Cursor<'a> {
             return None;
         }
         let at = self.pos + 1;
-        if let Some(w) = input.get(at..at + 8).map(path::word) {
-            // High nibble set in each byte that is not an ASCII digit.
-            const LOW: u64 = 0x0f0f_0f0f_0f0f_0f0f;
-            const HIGH: u64 = 0xf0f0_f0f0_f0f0_f0f0;
-            let other =
-                ((w & HIGH) ^ 0x3030_3030_3030_3030) | (((w & LOW) + 0x0606_0606_0606_0606) & HIGH);
-            let n = (other.trailing_zeros() / 8) as usize;
-            if (1..8).contains(&n) && input.get(at + n) == Some(&b'e') {
-                if n > 1 && input.get(at) == Some(&b'0') {
-                    return None;
-                }
-                // The digits' values, moved up so that zeros stand in front of them.
-                let mut v = (w & LOW) << (8 * (8 - n));
-                v = (v.wrapping_mul(10) + (v >> 8)) & 0x00ff_00ff_00ff_00ff;
-                v = (v.wrapping_mul(100) + (v >> 16)) & 0x0000_ffff_0000_ffff;
-                v = (v.wrapping_mul(10_000) + (v >> 32)) & 0xffff_ffff;
-                self.pos = at + n + 1;
-                return i64::try_from(v).ok();
-            }
+        if let Some((v, n)) = input.get(at..at + 8).map(path::word).and_then(uint_digits) {
+            self.pos = at + n + 1;
+            return i64::try_from(v).ok();
         }
         self.long_int()
     }

@@ -110,6 +110,17 @@ pub(crate) fn with_files(files: Value) -> Value {
     ])
 }
 
+/// [`with_files`] of `files`, encoded sloppily as `choices` drive it (see [`sloppy_encode`]).
+pub(crate) fn sloppy_with_files(files: Value, choices: Vec<u8>) -> Vec<u8> {
+    let mut input = Vec::new();
+    sloppy_encode(
+        &with_files(files),
+        &mut choices.into_iter().cycle(),
+        &mut input,
+    );
+    input
+}
+
 /// The value at `info.files` in `doc` (see [`with_files`]).
 pub(crate) fn files_value<'d, 'a>(doc: &'d Document<'a>) -> Option<ValueRef<'d, 'a>> {
     doc.root()
